@@ -1,0 +1,54 @@
+# Build the post, run the tests, train the models.  `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export QUARTO_PYTHON := $(abspath $(PY))
+
+.PHONY: help setup test train render preview quarto-check bench-train bench-rsvd clean clean-cache
+
+help:
+	@echo "make setup        create .venv and install the package with pinned dependencies"
+	@echo "make test         run the test suite (the post runs in quick mode)"
+	@echo "make train        train or load the three models (full mode)"
+	@echo "make render       train or load the models, then quarto render into _site/"
+	@echo "make preview      quarto preview (live reload)"
+	@echo "make bench-train  training throughput vs the PyTorch example loop and the machine's FLOP/s"
+	@echo "make bench-rsvd   randomized SVD vs torch.svd_lowrank, scikit-learn and the full SVD"
+	@echo "make clean        remove rendered output; make clean-cache also removes trained models"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+train: setup
+	LOWRANK_QUICK= $(PY) -m lowrank train
+
+render: train quarto-check
+	LOWRANK_QUICK= quarto render
+
+preview: setup quarto-check
+	quarto preview
+
+quarto-check:
+	@command -v quarto >/dev/null || { echo "quarto not found: install it with 'pip install quarto-cli' (into .venv) or from https://quarto.org/docs/get-started/"; exit 1; }
+
+bench-train: setup
+	$(PY) bench/train_speed.py
+
+bench-rsvd: setup
+	$(PY) bench/rsvd.py
+
+clean:
+	rm -rf _site .quarto post/*.quarto_ipynb post/index_files .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
+
+clean-cache:
+	rm -rf .cache/lowrank

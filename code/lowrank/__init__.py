@@ -1,0 +1,37 @@
+"""Compressing learnt weights using randomness.
+
+Train a 784-1000-1000-10 network on MNIST, watch the effective rank of its hidden
+1000x1000 weight W, and compress W by truncated SVD and by the randomized methods of
+Halko, Martinsson & Tropp (2011).
+
+    from lowrank import load_or_train, truncated_svd, randomized_low_rank, FactorisedEvaluator
+"""
+
+from lowrank.data import Mnist, load_mnist
+from lowrank.model import FactorisedEvaluator, LowRankLinear, MnistFCNet, evaluate, factorised
+from lowrank.rank import effective_rank, numerical_rank, stable_rank
+from lowrank.randomized import (
+    adaptive_range_finder,
+    compression_ratio,
+    frobenius_error,
+    hmt_expected_error,
+    randomized_low_rank,
+    randomized_svd,
+    range_finder,
+    spectral_error,
+    srft_range_finder,
+    truncated_svd,
+)
+from lowrank.train import TrainConfig, train
+from lowrank.experiments import EXPERIMENTS, describe, is_cached, load_or_train, quick_mode
+
+__all__ = [
+    "Mnist", "load_mnist",
+    "MnistFCNet", "LowRankLinear", "factorised", "evaluate", "FactorisedEvaluator",
+    "effective_rank", "stable_rank", "numerical_rank",
+    "truncated_svd", "compression_ratio", "range_finder", "adaptive_range_finder",
+    "srft_range_finder", "randomized_svd", "randomized_low_rank",
+    "spectral_error", "frobenius_error", "hmt_expected_error",
+    "TrainConfig", "train",
+    "EXPERIMENTS", "describe", "is_cached", "load_or_train", "quick_mode",
+]

@@ -1,0 +1,57 @@
+"""Notions of rank for a weight matrix W, all computed from its singular values in float64.
+
+    effective_rank(W)   exp of the entropy of the normalised spectrum (Roy & Vetterli 2007)
+    stable_rank(W)      ||W||_F^2 / ||W||_2^2
+    numerical_rank(W)   number of singular values above a relative tolerance
+"""
+
+import torch
+
+
+def singular_values(W: torch.Tensor) -> torch.Tensor:
+    """The singular values s_1 >= s_2 >= ... of W, in float64 on the CPU; rejects degenerate input."""
+    if not isinstance(W, torch.Tensor):
+        raise ValueError(f"W must be a torch.Tensor, got {type(W).__name__}")
+    if W.ndim != 2:
+        raise ValueError(f"W must be a 2-D matrix, got shape {tuple(W.shape)}")
+    if W.numel() == 0:
+        raise ValueError(f"W must be non-empty, got shape {tuple(W.shape)}")
+    W = W.detach().to(device="cpu", dtype=torch.float64)
+    if not torch.isfinite(W).all():
+        raise ValueError("W must have only finite entries, got NaN or inf")
+    s = torch.linalg.svdvals(W)
+    if s[0] == 0:
+        raise ValueError("W must not be all zeros: its rank notions are undefined")
+    return s
+
+
+def effective_rank(W: torch.Tensor) -> float:
+    """Effective rank of Roy & Vetterli (2007): exp(-sum_i p_i log p_i) with p_i = s_i / sum_j s_j.
+
+    It lies in [1, min(m, n)]: 1 for a rank-one matrix, n for an orthogonal n x n matrix.
+    The convention 0 log 0 = 0 is applied by dropping zero p_i.
+    """
+    s = singular_values(W)
+    p = s / s.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def stable_rank(W: torch.Tensor) -> float:
+    """Stable rank ||W||_F^2 / ||W||_2^2 = sum_i s_i^2 / s_1^2, a continuous lower bound on the rank."""
+    s = singular_values(W)
+    return float((s**2).sum() / s[0] ** 2)
+
+
+def numerical_rank(W: torch.Tensor, rtol: float | None = None) -> int:
+    """Number of singular values s_i > rtol * s_1.
+
+    The default rtol = max(m, n) * eps(float32) is the usual threshold for a float32 matrix
+    (numpy.linalg.matrix_rank uses the same rule with the input's own eps).
+    """
+    s = singular_values(W)
+    if rtol is None:
+        rtol = max(W.shape) * torch.finfo(torch.float32).eps
+    if not (isinstance(rtol, (int, float)) and 0 <= rtol < 1):
+        raise ValueError(f"rtol must be a number in [0, 1), got {rtol!r}")
+    return int((s > rtol * s[0]).sum())

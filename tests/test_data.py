@@ -1,0 +1,67 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from lowrank import data as data_module
+from lowrank.data import RAW_FILES, MnistUnavailable, bad_raw_files, data_root, ensure_raw_files
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    calls = []
+
+    def fail(root):
+        calls.append(root)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(data_module, "_download", fail)
+    return calls
+
+
+def test_training_set_statistics_are_computed_not_copied(mnist):
+    assert mnist.mean == pytest.approx(0.1307, abs=5e-5)
+    assert mnist.std == pytest.approx(0.3081, abs=5e-5)  # the draft's 0.3881 was a typo
+    assert mnist.train_x.shape == (60000, 784) and mnist.test_x.shape == (10000, 784)
+    assert abs(mnist.train_x.mean().item()) < 1e-3 and abs(mnist.train_x.std().item() - 1) < 1e-3
+    assert sorted(mnist.train_y.unique().tolist()) == list(range(10))
+
+
+def test_root_comes_from_argument_then_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "env"))
+    assert data_root(tmp_path / "arg") == tmp_path / "arg"
+    assert data_root() == tmp_path / "env"
+    monkeypatch.delenv("MNIST_DATA_DIR")
+    assert data_root() == data_module.REPO_ROOT / "data"
+
+
+def test_missing_files_give_one_clear_error(tmp_path, no_network):
+    with pytest.raises(MnistUnavailable) as err:
+        ensure_raw_files(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert str(tmp_path / "MNIST" / "raw") in message
+    assert all(name in message for name in RAW_FILES)
+    assert "MNIST_DATA_DIR" in message and "network unreachable" in message
+    assert no_network == [tmp_path]
+
+
+def test_corrupt_file_is_detected_by_md5(tmp_path, no_network):
+    source = data_module.data_root() / "MNIST" / "raw"
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in RAW_FILES:
+        (raw / name).symlink_to(source / name)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    (raw / "t10k-labels-idx1-ubyte").write_bytes((source / "t10k-labels-idx1-ubyte").read_bytes()[:-1] + b"\x00")
+    assert bad_raw_files(tmp_path) == ["t10k-labels-idx1-ubyte"]
+    with pytest.raises(MnistUnavailable, match="t10k-labels-idx1-ubyte"):
+        ensure_raw_files(tmp_path)
+
+
+def test_valid_root_is_never_written_to(no_network):
+    root = data_module.data_root()
+    before = sorted(os.listdir(root / "MNIST" / "raw"))
+    ensure_raw_files(root)  # would raise if it tried to download
+    assert no_network == []
+    assert sorted(os.listdir(root / "MNIST" / "raw")) == before

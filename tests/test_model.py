@@ -1,0 +1,72 @@
+import torch
+
+from lowrank import FactorisedEvaluator, LowRankLinear, MnistFCNet, evaluate, factorised
+
+
+def make_net(seed=0):
+    torch.manual_seed(seed)
+    return MnistFCNet().eval()
+
+
+def batch(n=32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_shapes_and_log_probabilities():
+    net = make_net()
+    x, _ = batch()
+    out = net(x)
+    assert out.shape == (32, 10)
+    assert torch.allclose(out.exp().sum(1), torch.ones(32), atol=1e-5)
+    assert net.W.shape == (1000, 1000) and net.W is net.fc2.weight
+    assert sum(p.numel() for p in net.parameters()) == 784 * 1000 + 1000 + 1000 * 1000 + 1000 + 1000 * 10 + 10
+
+
+def test_low_rank_linear_computes_x_Vt_Ut_plus_b():
+    g = torch.Generator().manual_seed(2)
+    U, V, b = torch.randn(6, 3, generator=g), torch.randn(3, 5, generator=g), torch.randn(6, generator=g)
+    x = torch.randn(4, 5, generator=g)
+    layer = LowRankLinear(U, V, b)
+    assert layer.rank == 3
+    assert torch.allclose(layer(x), x @ (U @ V).T + b, atol=1e-5)
+
+
+def test_factorised_network_equals_dense_when_UV_equals_W():
+    net = make_net()
+    W = net.W.detach()
+    U, V = W.clone(), torch.eye(1000)  # an exact (full-rank) factorisation W = U V
+    x, y = batch()
+    compressed = factorised(net, U, V)
+    assert torch.allclose(compressed(x), net(x), atol=1e-4)
+    (loss_c, acc_c), (loss_d, acc_d) = evaluate(compressed, x, y), evaluate(net, x, y)
+    assert abs(loss_c - loss_d) < 1e-5 and acc_c == acc_d
+
+
+def test_factorised_does_not_mutate_the_trained_model():
+    net = make_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    factorised(net, torch.zeros(1000, 2), torch.zeros(2, 1000))
+    assert isinstance(net.fc2, torch.nn.Linear)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_evaluator_matches_full_forward_pass():
+    net = make_net()
+    x, y = batch(200)
+    g = torch.Generator().manual_seed(3)
+    U, V = torch.randn(1000, 7, generator=g) * 0.05, torch.randn(7, 1000, generator=g) * 0.05
+    ev = FactorisedEvaluator(net, x, y)
+    loss, acc = ev(U, V)
+    ref_loss, ref_acc = evaluate(factorised(net, U, V), x, y)
+    assert abs(loss - ref_loss) < 1e-5 and acc == ref_acc
+    dense_loss, dense_acc = ev.dense()
+    ref_loss, ref_acc = evaluate(net, x, y)
+    assert abs(dense_loss - ref_loss) < 1e-5 and dense_acc == ref_acc
+
+
+def test_evaluate_leaves_training_mode_as_it_was_and_ignores_dropout():
+    net = make_net().train()
+    x, y = batch()
+    assert evaluate(net, x, y) == evaluate(net, x, y)  # no dropout noise at evaluation
+    assert net.training
