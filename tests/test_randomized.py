@@ -1,0 +1,315 @@
+"""Properties of lowrank.randomized from Halko, Martinsson & Tropp (2011), with torch.linalg as the oracle.
+
+    .venv/bin/python -m pytest tests/test_randomized.py -q
+"""
+
+import math
+
+import pytest
+import torch
+
+from lowrank.randomized import (
+    _spectral_norm_estimate,
+    adaptive_range_finder,
+    compression_ratio,
+    frobenius_error,
+    hmt_expected_error,
+    randomized_low_rank,
+    randomized_svd,
+    range_finder,
+    spectral_error,
+    srft_range_finder,
+    truncated_svd,
+)
+
+M, N = 200, 150  # small enough for exact norms in milliseconds
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def with_spectrum(σ, m=M, n=N, seed=0, dtype=torch.float64):
+    """X diag(σ) Yᵀ with random orthonormal X (m×r), Y (n×r): a matrix whose singular values are σ."""
+    g = gen(seed)
+    X = torch.linalg.qr(torch.randn(m, len(σ), generator=g, dtype=torch.float64)).Q
+    Y = torch.linalg.qr(torch.randn(n, len(σ), generator=g, dtype=torch.float64)).Q
+    return ((X * σ) @ Y.T).to(dtype)
+
+
+def harmonic(n=N):  # σ_j = 1/j: slow decay, the hard case
+    return 1 / torch.arange(1, n + 1, dtype=torch.float64)
+
+
+def geometric(n=N, ratio=0.5):  # σ_j = ratio^(j-1): fast decay
+    return ratio ** torch.arange(n, dtype=torch.float64)
+
+
+def projection_error(A, Q):
+    """‖A − QQᵀA‖₂, exactly."""
+    return torch.linalg.matrix_norm(A - Q @ (Q.mT @ A), ord=2).item()
+
+
+def rank_k(k=10, seed=1):
+    g = gen(seed)
+    return torch.randn(M, k, generator=g, dtype=torch.float64) @ torch.randn(
+        k, N, generator=g, dtype=torch.float64)
+
+
+FINDERS = {  # name -> Q from (A, size, generator)
+    "gaussian": lambda A, size, g: range_finder(A, size, generator=g),
+    "subspace iteration q=1": lambda A, size, g: range_finder(A, size, power_iters=1, generator=g),
+    "subspace iteration q=3": lambda A, size, g: range_finder(A, size, power_iters=3, generator=g),
+    "srft": lambda A, size, g: srft_range_finder(A, size, generator=g),
+}
+
+
+# -- stage A: range finders ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [10, 15])
+@pytest.mark.parametrize("finder", FINDERS.values(), ids=FINDERS.keys())
+def test_range_finder_recovers_rank_k_matrix_exactly(finder, size):
+    A = rank_k(k=10)
+    Q = finder(A, size, gen(0))
+    assert Q.shape == (M, size)
+    assert projection_error(A, Q) / torch.linalg.matrix_norm(A, ord=2) < 1e-10
+
+
+def test_adaptive_range_finder_finds_the_rank_of_a_rank_k_matrix():
+    A = rank_k(k=10)
+    Q = adaptive_range_finder(A, tol=1e-8, generator=gen(0))
+    assert Q.shape == (M, 10)
+    assert projection_error(A, Q) / torch.linalg.matrix_norm(A, ord=2) < 1e-10
+
+
+@pytest.mark.parametrize("finder", FINDERS.values(), ids=FINDERS.keys())
+def test_range_finder_returns_orthonormal_columns(finder):
+    Q = finder(with_spectrum(harmonic()), 40, gen(0))
+    assert torch.linalg.matrix_norm(Q.mT @ Q - torch.eye(40, dtype=Q.dtype)) < 1e-10
+
+
+def test_adaptive_range_finder_returns_orthonormal_columns():
+    Q = adaptive_range_finder(with_spectrum(geometric(ratio=0.8)), tol=1e-6, generator=gen(0))
+    I = torch.eye(Q.shape[1], dtype=Q.dtype)
+    assert torch.linalg.matrix_norm(Q.mT @ Q - I) < 1e-10
+
+
+@pytest.mark.parametrize("q", [0, 1])
+def test_mean_error_over_50_trials_is_within_the_hmt_bound(q):
+    σ, k, p = harmonic(), 10, 5
+    A = with_spectrum(σ)
+    errors = [projection_error(A, range_finder(A, k + p, q, generator=gen(t))) for t in range(50)]
+    assert sum(errors) / len(errors) <= hmt_expected_error(σ, k, p, q)
+
+
+def test_power_iterations_reduce_the_error_towards_the_optimum():
+    σ, k = harmonic(), 20
+    A = with_spectrum(σ)
+    errors = [projection_error(A, range_finder(A, k, q, generator=gen(0))) for q in (0, 1, 3)]
+    assert errors[0] > errors[1] > errors[2] >= σ[k].item() * (1 - 1e-12)  # Eckart–Young below
+
+
+@pytest.mark.parametrize("tol", [1e-2, 1e-3, 1e-6])
+def test_adaptive_range_finder_meets_tol_with_close_to_the_numerical_rank(tol):
+    σ, block = geometric(ratio=0.8), 10
+    A = with_spectrum(σ)
+    Q = adaptive_range_finder(A, tol, block=block, generator=gen(0))
+    assert projection_error(A, Q) <= tol
+    # Eckart–Young: no Q with fewer columns than σ_j > tol has error ≤ tol. And it does not waste
+    # many: it stops once samples fall below tol / (10√(2/π)), plus about `block` columns of
+    # oversampling that any Gaussian range finder needs (the p of Theorem 10.6).
+    threshold = tol / (10 * math.sqrt(2 / math.pi))
+    assert int((σ > tol).sum()) <= Q.shape[1] <= int((σ > threshold).sum()) + 2 * block
+
+
+def test_adaptive_range_finder_stops_at_max_rank():
+    Q = adaptive_range_finder(with_spectrum(harmonic()), tol=1e-12, max_rank=7, generator=gen(0))
+    assert Q.shape == (M, 7)
+
+
+def test_srft_error_is_within_twice_the_gaussian_error():
+    A, size, trials = with_spectrum(harmonic()), 20, 10
+    gaussian = sum(projection_error(A, range_finder(A, size, generator=gen(t))) for t in range(trials))
+    srft = sum(projection_error(A, srft_range_finder(A, size, generator=gen(t))) for t in range(trials))
+    assert srft <= 2 * gaussian
+
+
+# -- stage B: SVD and the U V form -------------------------------------------------------------
+
+
+def test_randomized_svd_singular_values_match_svdvals():
+    A = with_spectrum(geometric())
+    U, S, Vh = randomized_svd(A, rank=10, generator=gen(0))
+    exact = torch.linalg.svdvals(A)[:10]
+    assert torch.allclose(S, exact, rtol=1e-6, atol=0)
+    assert torch.linalg.matrix_norm(U.mT @ U - torch.eye(10, dtype=U.dtype)) < 1e-10
+    assert torch.linalg.matrix_norm(Vh @ Vh.mT - torch.eye(10, dtype=U.dtype)) < 1e-10
+
+
+def test_truncated_svd_attains_the_eckart_young_optimum():
+    σ, r = harmonic(), 20
+    A = with_spectrum(σ)
+    U, V = truncated_svd(A, r)
+    assert (U.shape, V.shape) == ((M, r), (r, N))
+    assert spectral_error(A, U, V) == pytest.approx(σ[r].item(), rel=1e-10)
+    assert frobenius_error(A, U, V) == pytest.approx(σ[r:].norm().item(), rel=1e-10)
+
+
+def test_randomized_low_rank_matches_truncated_svd_on_fast_decay():
+    A, r = with_spectrum(geometric()), 10
+    U, V = randomized_low_rank(A, r, generator=gen(0))
+    Ut, Vt = truncated_svd(A, r)
+    assert (U.shape, V.shape) == ((M, r), (r, N))
+    assert torch.linalg.matrix_norm(U @ V - Ut @ Vt, ord=2) < 1e-10
+
+
+def test_randomized_low_rank_recovers_rank_k_matrix_exactly():
+    A = rank_k(k=10)
+    U, V = randomized_low_rank(A, 10, power_iters=0, generator=gen(0))
+    assert spectral_error(A, U, V) / torch.linalg.matrix_norm(A, ord=2) < 1e-10
+
+
+def test_compression_ratio():
+    assert compression_ratio(1000, 1000, 50) == 10.0
+    assert compression_ratio(784, 1000, 1) == 784 * 1000 / 1784
+
+
+# -- errors and the bound ------------------------------------------------------------------------
+
+
+def test_spectral_norm_estimate_is_a_tight_lower_bound():
+    σ, k = harmonic(300), 20  # the residual of the optimal rank-k: top values 1/21, 1/22, ...
+    A = with_spectrum(σ, m=400, n=300)
+    U, V = truncated_svd(A, k)
+    exact = torch.linalg.matrix_norm(A - U @ V, ord=2).item()
+    estimate = _spectral_norm_estimate(A - U @ V)
+    assert exact * (1 - 1e-6) <= estimate <= exact * (1 + 1e-12)
+
+
+def test_hmt_bound_by_hand_on_a_flat_spectrum():
+    k, p, n = 10, 5, 100  # all σ_j = 1: σ_{k+1} = 1 and Σ_{j>k} σ_j^(anything) = n − k
+    q0 = (1 + math.sqrt(k / (p - 1))) + math.e * math.sqrt(k + p) / p * math.sqrt(n - k)
+    assert hmt_expected_error(torch.ones(n), k, p, 0) == pytest.approx(q0, rel=1e-12)
+    assert hmt_expected_error(torch.ones(n), k, p, 2) == pytest.approx(q0 ** (1 / 5), rel=1e-12)
+
+
+def test_hmt_bound_is_homogeneous_and_above_the_optimum():
+    σ = harmonic()
+    for q in (0, 1, 5):
+        bound = hmt_expected_error(σ, 10, 5, q)
+        assert bound > σ[10].item()
+        assert hmt_expected_error(1e6 * σ, 10, 5, q) == pytest.approx(1e6 * bound, rel=1e-12)
+
+
+# -- dtype, device, determinism ------------------------------------------------------------------
+
+
+def calls(A, g):
+    """Every tensor-returning function of the module, as a flat tuple of outputs."""
+    return (
+        *truncated_svd(A, 5),
+        range_finder(A, 8, power_iters=1, generator=g),
+        srft_range_finder(A, 8, generator=g),
+        adaptive_range_finder(A, tol=1e-3, generator=g),
+        *randomized_svd(A, 5, generator=g),
+        *randomized_low_rank(A, 5, generator=g),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtype_and_device_are_kept(dtype):
+    A = with_spectrum(harmonic(), dtype=dtype)
+    for out in calls(A, gen(0)):
+        assert (out.dtype, out.device) == (dtype, A.device)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("generator_device", ["cuda", "cpu"])
+def test_cuda_device_is_kept(generator_device):
+    A = with_spectrum(harmonic(), dtype=torch.float32).cuda()
+    g = torch.Generator(device=generator_device).manual_seed(0)
+    for out in calls(A, g):
+        assert (out.dtype, out.device.type) == (torch.float32, "cuda")
+    U, V = randomized_low_rank(A, 10, generator=g)
+    assert spectral_error(A, U, V) < 1.2 * harmonic()[10].item()
+
+
+def test_same_seed_gives_identical_output_and_the_global_generator_is_untouched():
+    A = with_spectrum(harmonic())
+    state = torch.get_rng_state()
+    first, again, other = calls(A, gen(7)), calls(A, gen(7)), calls(A, gen(8))
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[2], other[2])  # the seed matters
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+A_OK = torch.randn(20, 10, dtype=torch.float64)
+NAN, INF = A_OK.clone(), A_OK.clone()
+NAN[3, 4], INF[0, 0] = float("nan"), -float("inf")
+BAD_MATRICES = {
+    "1-D": torch.randn(10), "3-D": torch.randn(2, 3, 4), "empty": torch.empty(0, 5),
+    "nan": NAN, "inf": INF, "int": torch.ones(4, 4, dtype=torch.int64), "list": [[1.0, 2.0]],
+}
+MATRIX_FUNCTIONS = {  # name -> (function of the matrix, the argument's name)
+    "truncated_svd": (lambda A: truncated_svd(A, 1), "W"),
+    "range_finder": (lambda A: range_finder(A, 1), "A"),
+    "adaptive_range_finder": (lambda A: adaptive_range_finder(A, 0.1), "A"),
+    "srft_range_finder": (lambda A: srft_range_finder(A, 1), "A"),
+    "randomized_svd": (lambda A: randomized_svd(A, 1), "A"),
+    "randomized_low_rank": (lambda A: randomized_low_rank(A, 1), "W"),
+    "spectral_error": (lambda A: spectral_error(A, A_OK[:, :1], A_OK[:1]), "A"),
+    "frobenius_error": (lambda A: frobenius_error(A, A_OK[:, :1], A_OK[:1]), "A"),
+}
+BAD_ARGUMENTS = {  # id -> (call, the argument's name)
+    "rank 0": (lambda: truncated_svd(A_OK, 0), "rank"),
+    "rank > min(m, n)": (lambda: truncated_svd(A_OK, 11), "rank"),
+    "rank 2.5": (lambda: randomized_svd(A_OK, 2.5), "rank"),
+    "rsvd rank 0": (lambda: randomized_svd(A_OK, 0), "rank"),
+    "rsvd rank > min(m, n)": (lambda: randomized_svd(A_OK, 11), "rank"),
+    "low rank rank 0": (lambda: randomized_low_rank(A_OK, 0), "rank"),
+    "negative oversample": (lambda: randomized_svd(A_OK, 2, oversample=-1), "oversample"),
+    "negative power_iters": (lambda: randomized_svd(A_OK, 2, power_iters=-1), "power_iters"),
+    "finder negative power_iters": (lambda: range_finder(A_OK, 2, power_iters=-1), "power_iters"),
+    "size 0": (lambda: range_finder(A_OK, 0), "size"),
+    "size > min(m, n)": (lambda: range_finder(A_OK, 11), "size"),
+    "srft size 0": (lambda: srft_range_finder(A_OK, 0), "size"),
+    "srft size > min(m, n)": (lambda: srft_range_finder(A_OK, 11), "size"),
+    "tol 0": (lambda: adaptive_range_finder(A_OK, 0.0), "tol"),
+    "tol < 0": (lambda: adaptive_range_finder(A_OK, -1.0), "tol"),
+    "tol nan": (lambda: adaptive_range_finder(A_OK, float("nan")), "tol"),
+    "block 0": (lambda: adaptive_range_finder(A_OK, 0.1, block=0), "block"),
+    "max_rank 0": (lambda: adaptive_range_finder(A_OK, 0.1, max_rank=0), "max_rank"),
+    "factor shapes": (lambda: spectral_error(A_OK, A_OK[:, :2], A_OK[:1]), "U, V"),
+    "compression r 0": (lambda: compression_ratio(10, 10, 0), "r"),
+    "hmt p 1": (lambda: hmt_expected_error(harmonic(), 10, 1), "p"),
+    "hmt k 1": (lambda: hmt_expected_error(harmonic(), 1, 5), "k"),
+    "hmt q -1": (lambda: hmt_expected_error(harmonic(), 10, 5, -1), "q"),
+    "hmt negative σ": (lambda: hmt_expected_error(-harmonic(), 10, 5), "singular_values"),
+}
+
+
+def assert_raises_naming(call, name):
+    with pytest.raises(ValueError) as error:
+        call()
+    message = str(error.value)
+    assert message.startswith(f"{name} must be ") and ", got " in message and "\n" not in message
+
+
+@pytest.mark.parametrize("bad", BAD_MATRICES.values(), ids=BAD_MATRICES.keys())
+@pytest.mark.parametrize("function", MATRIX_FUNCTIONS.values(), ids=MATRIX_FUNCTIONS.keys())
+def test_bad_matrix_raises_value_error_naming_it(function, bad):
+    call, name = function
+    assert_raises_naming(lambda: call(bad), name)
+
+
+@pytest.mark.parametrize("case", BAD_ARGUMENTS.values(), ids=BAD_ARGUMENTS.keys())
+def test_bad_argument_raises_value_error_naming_it(case):
+    assert_raises_naming(*case)
+
+
+def test_message_states_value_and_allowed_range():
+    with pytest.raises(ValueError, match=r"^rank must be an integer in \[1, 10\], got 0$"):
+        truncated_svd(A_OK, 0)
