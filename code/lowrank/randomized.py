@@ -64,13 +64,19 @@ def _orth(Y):
     return torch.linalg.qr(Y).Q
 
 
+def _At(A, X):
+    """AᵀX, computed as (XᵀA)ᵀ: the same numbers, but BLAS then reads A in the order it is
+    stored, which for a thin X is ~30% faster on CPU than reading it transposed."""
+    return (X.mT @ A).mT
+
+
 def _subspace_iteration(A, Ω, q):
     Q = _orth(A @ Ω)
     for _ in range(q):
         # Algorithm 4.3 forms Y = (AAᵀ)^q AΩ and orthonormalises once; in floating point that
         # loses every singular direction below ε^(1/(2q+1))·‖A‖ (float32, q = 2: 4% of ‖A‖).
         # Orthonormalising after every product by A and Aᵀ (Algorithm 4.4) keeps them.
-        Q = _orth(A @ _orth(A.mT @ Q))
+        Q = _orth(A @ _orth(_At(A, Q)))
     return Q
 
 
@@ -170,8 +176,9 @@ def _check_svd_args(A, name, rank, oversample, power_iters):
 
 def _svd(A, k, ℓ, q, generator):
     Q = _subspace_iteration(A, _gaussian(A, A.shape[1], ℓ, generator), q)
-    # factor the tall Bᵀ = AᵀQ rather than the wide B: same SVD, and LAPACK is ~2× faster on it
-    V, S, Ũh = torch.linalg.svd(A.mT @ Q, full_matrices=False)
+    B = Q.mT @ A
+    # factor the tall Bᵀ = V S Ũᵀ rather than the wide B = Ũ S Vᵀ: LAPACK is ~2× faster on it
+    V, S, Ũh = torch.linalg.svd(B.mT, full_matrices=False)
     return Q @ Ũh[:k].mT, S[:k], V[:, :k].mT.contiguous()
 
 
