@@ -110,6 +110,15 @@ def test_power_iterations_reduce_the_error_towards_the_optimum():
     assert errors[0] > errors[1] > errors[2] >= σ[k].item() * (1 - 1e-12)  # Eckart–Young below
 
 
+def test_subspace_iteration_is_accurate_in_float32():
+    # σ_41 = 1/41 lies below ε^(1/5) ≈ 0.04 of ‖A‖ = 1: forming (AAᵀ)²AΩ before orthonormalising
+    # (Algorithm 4.3) would lose it in float32; Algorithm 4.4 must come close to the optimum
+    σ, k = harmonic(), 40
+    A = with_spectrum(σ, dtype=torch.float32)
+    U, V = randomized_low_rank(A, k, oversample=10, power_iters=2, generator=gen(0))
+    assert spectral_error(A, U, V) <= 1.1 * σ[k].item()
+
+
 @pytest.mark.parametrize("tol", [1e-2, 1e-3, 1e-6])
 def test_adaptive_range_finder_meets_tol_with_close_to_the_numerical_rank(tol):
     σ, block = geometric(ratio=0.8), 10

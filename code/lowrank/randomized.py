@@ -88,9 +88,9 @@ def truncated_svd(W, rank):
     """
     m, n = _check_matrix(W, "W")
     _check_int(rank, "rank", 1, min(m, n))
-    A, S, Bh = torch.linalg.svd(W, full_matrices=False)
-    # clone: a slice would keep all of Bh alive, and torch.save would write all of it
-    return A[:, :rank] * S[:rank], Bh[:rank].clone()
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)  # U = A, Vh = Bᵀ in the draft's letters
+    # clone: a slice would keep all of Vh alive, and torch.save would write all of it
+    return U[:, :rank] * S[:rank], Vh[:rank].clone()
 
 
 def compression_ratio(m, n, r):
