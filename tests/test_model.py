@@ -70,3 +70,14 @@ def test_evaluate_leaves_training_mode_as_it_was_and_ignores_dropout():
     x, y = batch()
     assert evaluate(net, x, y) == evaluate(net, x, y)  # no dropout noise at evaluation
     assert net.training
+
+
+def test_factorised_training_variant_has_rank_r_and_fewer_parameters():
+    torch.manual_seed(0)
+    net = MnistFCNet(rank=5)
+    assert isinstance(net.fc2, LowRankLinear) and net.fc2.rank == 5
+    assert torch.linalg.matrix_rank(net.W.detach()) == 5
+    dense = sum(p.numel() for p in MnistFCNet().parameters())
+    assert dense - sum(p.numel() for p in net.parameters()) == 1000 * 1000 - 5 * 2000
+    x, _ = batch()
+    assert net(x).shape == (32, 10)

@@ -25,7 +25,8 @@ def test_no_penalty_is_zero():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("lr", 0), ("gamma", 1.5), ("batch_size", 0), ("epochs", 0), ("dropout", 1.0), ("penalty", "l3"), ("lam", -1.0), ("lam", 0.1)],
+    [("lr", 0), ("gamma", 1.5), ("batch_size", 0), ("epochs", 0), ("dropout", 1.0), ("penalty", "l3"), ("lam", -1.0),
+     ("lam", 0.1), ("rank", 0), ("rank", 1001)],
 )
 def test_bad_config_names_the_argument(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be"):
@@ -59,3 +60,11 @@ def test_resume_from_checkpoint_continues_bit_for_bit(mnist):
     resumed_model, resumed = train(config, mnist, device="cpu", resume=checkpoints[-1])
     assert without_seconds(resumed) == without_seconds(straight)
     assert torch.equal(resumed_model.W, straight_model.W)
+
+
+def test_penalty_of_a_factorised_layer_falls_on_its_factors():
+    torch.manual_seed(0)
+    net, lam = MnistFCNet(rank=4), 1e-3
+    weight_penalty(net, "l2", lam).backward()
+    assert torch.allclose(net.fc2.U.grad, 2 * lam * net.fc2.U.detach())
+    assert torch.allclose(net.fc2.V.grad, 2 * lam * net.fc2.V.detach())

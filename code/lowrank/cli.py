@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         for name in EXPERIMENTS:
             state = "cached" if is_cached(name) else "not trained"
-            print(f"{name:8} {state:11} {describe(name)}")
+            print(f"{name:10} {state:11} {describe(name)}")
     elif args.command == "train":
         for name in names:
             _, history = load_or_train(name, force=args.force)

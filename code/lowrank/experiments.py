@@ -28,13 +28,22 @@ EXPERIMENTS: dict[str, TrainConfig] = {
     # see TUNING below for how they were chosen.
     "model6": TrainConfig(lr=2e-3, gamma=0.7, batch_size=32, dropout=0.5, epochs=20, penalty="l2", lam=5e-5),
     # L1 penalty, less dropout, higher gamma, 20 epochs.
-    "model10": TrainConfig(lr=1e-3, gamma=0.9, batch_size=64, dropout=0.2, epochs=20, penalty="l1", lam=1e-5),
+    "model10": TrainConfig(lr=1e-3, gamma=0.9, batch_size=64, dropout=0.2, epochs=20, penalty="l1", lam=3e-5),
 }
+
+# Going further: model0's schedule with the middle layer trained as U V of rank r, and with
+# other dropout probabilities.
+for r in (10, 20, 50, 100):
+    EXPERIMENTS[f"lowrank{r}"] = replace(EXPERIMENTS["model0"], rank=r)
+for p in (0.0, 0.25):
+    EXPERIMENTS[f"dropout{int(100 * p)}"] = replace(EXPERIMENTS["model0"], dropout=p)
 
 DESCRIPTIONS = {
     "model0": "baseline",
     "model6": "L2 penalty, smaller batch size, higher learning rate, 20 epochs",
     "model10": "L1 penalty, less dropout, higher γ, 20 epochs",
+    **{f"lowrank{r}": f"baseline with W trained as U V of rank {r}" for r in (10, 20, 50, 100)},
+    **{f"dropout{p}": f"baseline with dropout {p / 100:g}" for p in (0, 25)},
 }
 
 QUICK_EPOCHS, QUICK_SUBSET = 1, 5000
@@ -143,6 +152,6 @@ def load_or_train(name: str, force: bool = False, progress: bool | None = None) 
         entry = {"key": key, "config": config.to_dict(), "history": history, "state_dict": trained.state_dict()}
         _atomic_save(entry, path)
         partial.unlink(missing_ok=True)
-    model = MnistFCNet(config.hidden, config.dropout)
+    model = MnistFCNet(config.hidden, config.dropout, config.rank)
     model.load_state_dict(entry["state_dict"])
     return model.eval(), entry["history"]

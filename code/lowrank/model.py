@@ -8,12 +8,16 @@ from torch import nn
 
 
 class MnistFCNet(nn.Module):
-    """784-1000-1000-10 feed-forward net: ReLU, dropout after each hidden layer, log-softmax output."""
+    """784-1000-1000-10 feed-forward net: ReLU, dropout after each hidden layer, log-softmax output.
 
-    def __init__(self, hidden: int = 1000, dropout: float = 0.5):
+    With `rank=r` the middle layer is a LowRankLinear trained from scratch in factorised form.
+    """
+
+    def __init__(self, hidden: int = 1000, dropout: float = 0.5, rank: int | None = None):
         super().__init__()
         self.fc1 = nn.Linear(784, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)  # W, the matrix we compress
+        # W, the matrix we compress
+        self.fc2 = nn.Linear(hidden, hidden) if rank is None else LowRankLinear.init(hidden, hidden, rank)
         self.fc3 = nn.Linear(hidden, 10)
         self.dropout = nn.Dropout(dropout)
 
@@ -44,6 +48,17 @@ class LowRankLinear(nn.Module):
         self.U = nn.Parameter(U.detach().clone())
         self.V = nn.Parameter(V.detach().clone())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+
+    @classmethod
+    def init(cls, m: int, n: int, r: int) -> "LowRankLinear":
+        """A fresh rank-r layer n -> m, for training in factorised form.
+
+        V and U start as PyTorch's default nn.Linear(n, r) and nn.Linear(r, m) weights
+        (uniform in ±1/sqrt(fan_in)), so x -> U (V x) starts as two default linear layers
+        without a nonlinearity between them; the bias starts as nn.Linear(n, m)'s.
+        """
+        V, U, b = nn.Linear(n, r, bias=False).weight, nn.Linear(r, m, bias=False).weight, nn.Linear(n, m).bias
+        return cls(U, V, b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = (x @ self.V.T) @ self.U.T  # never form U V: that would cost m n again

@@ -32,6 +32,7 @@ class TrainConfig:
     seed: int = 0
     train_subset: int | None = None  # train on the first n images only (quick mode)
     hidden: int = 1000
+    rank: int | None = None  # train the middle layer as U V of this rank (None: dense W)
 
     def __post_init__(self):
         checks = {
@@ -43,11 +44,13 @@ class TrainConfig:
             "penalty": self.penalty in (None, "l1", "l2"),
             "lam": self.lam >= 0 and (self.lam == 0 or self.penalty is not None),
             "train_subset": self.train_subset is None or self.train_subset >= 1,
+            "rank": self.rank is None or 1 <= self.rank <= self.hidden,
         }
         allowed = {
             "lr": "> 0", "gamma": "in (0, 1]", "batch_size": "an integer >= 1",
             "epochs": "an integer >= 1", "dropout": "in [0, 1)", "penalty": "None, 'l1' or 'l2'",
             "lam": ">= 0 (and 0 when penalty is None)", "train_subset": "None or >= 1",
+            "rank": f"None or an integer in [1, {self.hidden}]",
         }
         for name, ok in checks.items():
             if not ok:
@@ -60,10 +63,13 @@ class TrainConfig:
 def weight_penalty(model: MnistFCNet, penalty: str | None, lam: float) -> torch.Tensor:
     """lam * sum over the three weight matrices of sum |w| (l1) or sum w^2 (l2); biases are not penalised.
 
+    For a factorised middle layer, its factors U and V are penalised in place of W.
+
     With l2 this adds 2 lam w to each weight's gradient before Adam rescales it, which is *not*
     the decoupled weight decay of AdamW (nor the SGD weight decay analysed by Galanti et al.).
     """
-    weights = [model.fc1.weight, model.fc2.weight, model.fc3.weight]
+    middle = [model.fc2.weight] if isinstance(model.fc2, nn.Linear) else [model.fc2.U, model.fc2.V]
+    weights = [model.fc1.weight, *middle, model.fc3.weight]
     if penalty is None or lam == 0:
         return torch.zeros((), device=weights[0].device)
     if penalty == "l1":
@@ -96,8 +102,8 @@ def train(
         data = data.subset(config.train_subset)
 
     torch.manual_seed(config.seed)
-    model = MnistFCNet(config.hidden, config.dropout).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model = MnistFCNet(config.hidden, config.dropout, config.rank).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)  # one fused kernel per step, not a loop over parameters
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=config.gamma)
     shuffle = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
