@@ -1,0 +1,169 @@
+"""Read a Quarto .qmd into front matter, Markdown chunks and {python} cells, and run them as Quarto would.
+
+    doc = parse(Path("post/index.qmd").read_text())
+    nb = execute(doc.cells, cwd="post", env={"LOWRANK_QUICK": "1"})
+
+Quarto cannot be installed everywhere the tests run, so this does the part of `quarto render`
+that can fail in Python: each code cell runs in order in one Jupyter kernel, and the inline
+`{python} expr` expressions of a Markdown chunk are evaluated, as Quarto does, right after the
+code cell before that chunk (as `user_expressions` of an empty execute request).
+"""
+
+import json
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import yaml
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
+
+# Quarto's own pattern (src/core/execute-inline.ts): `{python} expr`, not preceded by a backtick.
+INLINE = re.compile(r"(?:^|[^`])`\{python\}[ \t]([^`]+)`", re.MULTILINE)
+FENCE = re.compile(r"^(`{3,}|~{3,})\s*(\S*)")
+OPTION = re.compile(r"^#\s*\| ?")  # Quarto's comment prefix for python cell options
+
+
+@dataclass
+class Cell:
+    """A Markdown chunk or a {python} code cell of the .qmd, with its first line number (1-based)."""
+
+    kind: str  # "markdown" or "code"
+    source: str  # code without its `#|` option lines; Markdown as written
+    line: int
+    options: dict = field(default_factory=dict)  # the cell's `#|` options (code only)
+    inline: list[str] = field(default_factory=list)  # inline `{python}` expressions (Markdown only)
+
+
+@dataclass
+class Document:
+    front_matter: dict
+    cells: list[Cell]
+
+    @property
+    def markdown(self) -> str:
+        return "\n".join(c.source for c in self.cells if c.kind == "markdown")
+
+    @property
+    def code_cells(self) -> list[Cell]:
+        return [c for c in self.cells if c.kind == "code"]
+
+
+def _code_cell(lines: list[str], line: int) -> Cell:
+    n = 0
+    while n < len(lines) and OPTION.match(lines[n]):
+        n += 1
+    options = yaml.safe_load("\n".join(OPTION.sub("", l) for l in lines[:n])) if n else {}
+    if not isinstance(options, dict):
+        raise ValueError(f"line {line}: cell options are not a YAML mapping: {lines[:n]}")
+    return Cell("code", "\n".join(lines[n:]), line, options=options)
+
+
+def _markdown_cell(lines: list[str], line: int) -> Cell:
+    text = "\n".join(lines)
+    return Cell("markdown", text, line, inline=[e.strip() for e in INLINE.findall(text)])
+
+
+def parse(text: str) -> Document:
+    """Split a .qmd into its YAML front matter and a list of Markdown and {python} cells."""
+    lines = text.splitlines()
+    front_matter, start = {}, 0
+    if lines and lines[0].strip() == "---":
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() in ("---", "..."))
+        front_matter, start = yaml.safe_load("\n".join(lines[1:end])) or {}, end + 1
+
+    cells: list[Cell] = []
+    chunk, chunk_line = [], start + 1
+    i = start
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            chunk.append(lines[i])
+            i += 1
+            continue
+        fence, info = m.group(1), m.group(2)
+        # find the closing fence: same character, at least as long, nothing after it
+        close = next(
+            (j for j in range(i + 1, len(lines))
+             if re.fullmatch(re.escape(fence[0]) + "{%d,}\\s*" % len(fence), lines[j])),
+            None,
+        )
+        if close is None:
+            raise ValueError(f"line {i + 1}: fence {fence} is never closed")
+        if re.fullmatch(r"\{python[^}]*\}", info):
+            if any(l.strip() for l in chunk):
+                cells.append(_markdown_cell(chunk, chunk_line))
+            cells.append(_code_cell(lines[i + 1 : close], i + 1))
+            chunk, chunk_line = [], close + 2
+        else:  # a displayed (not executed) code block belongs to the Markdown
+            chunk.extend(lines[i : close + 1])
+        i = close + 1
+    if any(l.strip() for l in chunk):
+        cells.append(_markdown_cell(chunk, chunk_line))
+    return Document(front_matter, cells)
+
+
+def _kernel_manager(spec_dir: Path) -> AsyncKernelManager:
+    """A kernel manager whose python3 kernel is this interpreter (the venv the tests run in)."""
+    (spec_dir / "python3").mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (test interpreter)",
+        "language": "python",
+    }
+    (spec_dir / "python3" / "kernel.json").write_text(json.dumps(spec))
+    ksm = KernelSpecManager(kernel_dirs=[str(spec_dir)], ensure_native_kernel=False)
+    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ksm)
+
+
+def evaluate_inline(client: NotebookClient, expressions: list[str]) -> list[dict]:
+    """Evaluate expressions the way Quarto does: user_expressions of an empty execute request."""
+    msg_id = client.kc.execute("", silent=False, store_history=False,
+                               user_expressions={str(i): e for i, e in enumerate(expressions)})
+    content = client.wait_for_reply(msg_id)["content"]
+    if content["status"] != "ok":
+        return [{"expression": e, "result": content} for e in expressions]
+    return [{"expression": e, "result": content["user_expressions"][str(i)]}
+            for i, e in enumerate(expressions)]
+
+
+def execute(cells: list[Cell], cwd: str | os.PathLike, env: dict | None = None,
+            timeout: int = 600) -> nbformat.NotebookNode:
+    """Run the code cells in order in a fresh kernel; stop at the first failing cell.
+
+    Returns a notebook with one nbformat cell per `Cell`: code cells carry their outputs,
+    Markdown cells carry `metadata.user_expressions` (Quarto's format: expression and result).
+    `metadata.first_error` of the notebook is the index of the failing cell, or None.
+    """
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for c in cells:
+        new = nbformat.v4.new_code_cell if c.kind == "code" else nbformat.v4.new_markdown_cell
+        nb.cells.append(new(c.source))
+    nb.metadata.first_error = None
+    with tempfile.TemporaryDirectory() as tmp:
+        km = _kernel_manager(Path(tmp))
+        client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True,
+                                resources={"metadata": {"path": str(cwd)}})
+        try:
+            with client.setup_kernel(env={**os.environ, **(env or {})}):
+                for index, (cell, c) in enumerate(zip(nb.cells, cells)):
+                    if c.kind == "code":
+                        client.execute_cell(cell, index)
+                        if any(o.output_type == "error" for o in cell.outputs):
+                            nb.metadata.first_error = index
+                            break
+                    elif c.inline:
+                        cell.metadata["user_expressions"] = evaluate_inline(client, c.inline)
+        finally:
+            if client.kc is not None:
+                client.kc.stop_channels()
+            if km.has_kernel:
+                run_sync(km.shutdown_kernel)(now=True)
+    return nb
