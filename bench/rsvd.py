@@ -1,6 +1,6 @@
 """Randomized SVD benchmark: ours against torch.svd_lowrank, scikit-learn and the full SVD.
 
-    .venv/bin/python bench/rsvd.py             # the full run, ~10 min on two busy cores
+    .venv/bin/python bench/rsvd.py             # the full run, ~6 min on one busy core
     .venv/bin/python bench/rsvd.py --quick     # 512x512, a few seconds: a smoke test
     .venv/bin/python bench/rsvd.py --repeats 9 --dtypes float32,float64
 
@@ -140,7 +140,7 @@ def targets(results, big):
 
 def markdown(results, checks, meta):
     lines = [f"Median wall time over {meta['repeats']} interleaved runs, p = {P}, "
-             f"{meta['threads']} threads ({meta['cpu']}; torch {meta['torch']}, "
+             f"threads = {meta['threads']} ({meta['cpu']}; torch {meta['torch']}, "
              f"scikit-learn {meta['sklearn']}). Times in s, × is the ratio to torch.svd_lowrank "
              f"in the same run; error is ‖A − A_k‖₂ / σ_k+1 (1 is optimal), median of the first "
              f"{meta['error_runs']} runs. Wall over CPU time, median over all runs: "
@@ -177,13 +177,13 @@ def main():
     parser.add_argument("--full-repeats", type=int, default=3, help="timed full SVDs (≈20 s each)")
     parser.add_argument("--error-runs", type=int, default=3, help="runs whose error is measured")
     parser.add_argument("--dtypes", default="float32", help="comma-separated: float32,float64")
-    parser.add_argument("--threads", type=int, help="threads for torch and numpy's BLAS alike "
-                        "(default torch's); 1 gives steadier times on a shared machine")
+    parser.add_argument("--threads", type=int, default=1, help="threads for torch and numpy's "
+                        "BLAS alike; 1 (the default, used for bench/results) keeps times steady on "
+                        "a shared machine, where idle threads of a pool wait for busy cores")
     parser.add_argument("--out", type=Path, help="results folder (default bench/results)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        threadpool_limits(args.threads)
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
     size, ks, qs = (512, [10, 20], [0, 2]) if args.quick else (4096, [20, 50, 100, 200], [0, 1, 2])
     if args.quick:
         args.repeats, args.full_repeats, args.error_runs = min(args.repeats, 2), 1, 1

@@ -46,8 +46,8 @@ def _check_matrix(A, name="A"):
     _check(A.ndim == 2, name, "a 2-D tensor", f"shape {tuple(A.shape)}")
     _check(A.numel() > 0, name, "non-empty", f"shape {tuple(A.shape)}")
     _check(A.dtype in (torch.float32, torch.float64), name, "float32 or float64", A.dtype)
-    # min and max see every NaN and ±inf in one pass without a temporary (isfinite(A).all() is
-    # ~50× slower here, as slow as the whole randomized SVD)
+    # min and max see every NaN and ±inf in one pass without a temporary; isfinite(A).all()
+    # takes ~30× longer here (0.1 s at 4096², as long as a randomized SVD at k = 20)
     lo, hi = torch.aminmax(A)
     _check(bool(torch.isfinite(lo) & torch.isfinite(hi)), name, "finite", "NaN or inf entries")
     return A.shape
