@@ -9,6 +9,7 @@ that can fail in Python: each code cell runs in order in one Jupyter kernel, and
 code cell before that chunk (as `user_expressions` of an empty execute request).
 """
 
+import ast
 import json
 import os
 import re
@@ -139,7 +140,8 @@ def execute(cells: list[Cell], cwd: str | os.PathLike, env: dict | None = None,
 
     Returns a notebook with one nbformat cell per `Cell`: code cells carry their outputs,
     Markdown cells carry `metadata.user_expressions` (Quarto's format: expression and result).
-    `metadata.first_error` of the notebook is the index of the failing cell, or None.
+    `metadata.first_error` of the notebook is the index of the failing cell, or None, and
+    `metadata.kernel_executable` the kernel's sys.executable.
     """
     nb = nbformat.v4.new_notebook()
     nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -153,6 +155,8 @@ def execute(cells: list[Cell], cwd: str | os.PathLike, env: dict | None = None,
                                 resources={"metadata": {"path": str(cwd)}})
         try:
             with client.setup_kernel(env={**os.environ, **(env or {})}):
+                check = evaluate_inline(client, ["__import__('sys').executable"])[0]["result"]
+                nb.metadata.kernel_executable = ast.literal_eval(check["data"]["text/plain"])
                 for index, (cell, c) in enumerate(zip(nb.cells, cells)):
                     if c.kind == "code":
                         client.execute_cell(cell, index)

@@ -47,6 +47,11 @@ def prose(doc) -> str:
     return re.sub(r"`[^`\n]*`", "", text)
 
 
+def test_kernel_runs_this_interpreter(run):
+    """The cells must see the package installed in the environment the tests run in."""
+    assert run.metadata.kernel_executable == sys.executable
+
+
 def test_every_cell_runs(doc, run):
     index = run.metadata.first_error
     if index is not None:
@@ -169,7 +174,7 @@ def test_source_listings_are_the_package_code(doc, run):
             assert out.startswith("```python\n") and out.rstrip().endswith("```"), where(cell)
             compile(out.strip()[len("```python"):-3], where(cell), "exec")
             shown += 1
-    assert shown >= 4
+    assert shown >= 7
 
 
 @pytest.mark.skipif(shutil.which("quarto") is None,
