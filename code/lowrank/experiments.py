@@ -24,12 +24,28 @@ from lowrank.train import TrainConfig, train
 EXPERIMENTS: dict[str, TrainConfig] = {
     # The draft's baseline, exactly: lr 1e-3, gamma 0.7, batch 64, dropout 0.5, 5 epochs.
     "model0": TrainConfig(lr=1e-3, gamma=0.7, batch_size=64, dropout=0.5, epochs=5),
-    # L2 penalty, smaller batch, higher lr, 20 epochs. The draft leaves batch, lr and lambda open;
-    # see TUNING below for how they were chosen.
-    "model6": TrainConfig(lr=2e-3, gamma=0.7, batch_size=32, dropout=0.5, epochs=20, penalty="l2", lam=5e-5),
-    # L1 penalty, less dropout, higher gamma, 20 epochs.
-    "model10": TrainConfig(lr=1e-3, gamma=0.9, batch_size=64, dropout=0.2, epochs=20, penalty="l1", lam=3e-5),
+    # L2 penalty, smaller batch, higher lr, 20 epochs (values: see TUNING).
+    "model6": TrainConfig(lr=2e-3, gamma=0.7, batch_size=32, dropout=0.5, epochs=20, penalty="l2", lam=1e-4),
+    # L1 penalty, less dropout, higher gamma, 20 epochs (values: see TUNING).
+    "model10": TrainConfig(lr=1e-3, gamma=0.9, batch_size=64, dropout=0.2, epochs=20, penalty="l1", lam=5e-5),
 }
+
+TUNING = """How the values the draft leaves open were chosen (seed 0, CPU, full MNIST).
+
+The draft names only the direction of each change. We took the simplest reading of it:
+model6 halves the batch (64 -> 32) and doubles the learning rate (1e-3 -> 2e-3); model10 lowers
+dropout from 0.5 to 0.2 and raises gamma from 0.7 to 0.9. Only the penalty strength lambda
+was then searched, against the draft's table: every model >= 98.0% test accuracy, effective
+rank model10 < model6 < model0, near its ~111 / ~396 / ~729.
+
+model6 (L2): lambda 5e-5 reached effective rank 574 after 4 epochs (97.3%), falling too slowly;
+2e-4 reached 348 after 8 epochs at 97.95% (heading below 330, accuracy borderline);
+1e-4 gave 403.3 and 98.31% after 20 epochs. Chosen: 1e-4.
+model10 (L1): lambda 1e-5 reached 319 after 7 epochs, levelling off far above 111; 3e-5 gave
+143.4 and 98.53% after 20 epochs; 5e-5 gave 117.8 and 98.43%. Chosen: 5e-5.
+(The 5e-5 and 2e-4 L2 runs and the 1e-5 L1 run used unfused Adam, an earlier version of the
+loop; the chosen configs were trained by the code in this package.)
+"""
 
 # Going further: model0's schedule with the middle layer trained as U V of rank r, and with
 # other dropout probabilities.
