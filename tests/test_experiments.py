@@ -111,3 +111,10 @@ def test_interrupted_training_resumes_from_last_finished_epoch(quick_cache, coun
     straight, straight_history = experiments.train(config_for("model0"), experiments.load_mnist())
     assert [r["train_loss"] for r in history] == [r["train_loss"] for r in straight_history]
     assert torch.equal(load_or_train("model0")[0].W, straight.W)
+
+
+def test_code_hash_covers_every_training_module_whole():
+    sources = experiments.training_sources()
+    assert "def _train_epoch" in sources["train"] and "def weight_penalty" in sources["train"]
+    assert "class MnistFCNet" in sources["model"] and "def load_mnist" in sources["data"]
+    assert "def effective_rank" in sources["rank"]
