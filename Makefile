@@ -29,7 +29,7 @@ test: setup
 	$(PY) -m pytest
 
 train: setup
-	LOWRANK_QUICK= $(PY) -m lowrank train
+	LOWRANK_QUICK= $(PY) -m lowrank train --jobs 2  # two at a time: small matmuls use two cores poorly
 
 render: train quarto-check
 	LOWRANK_QUICK= quarto render

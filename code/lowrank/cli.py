@@ -6,7 +6,9 @@
 """
 
 import argparse
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 
 from lowrank.experiments import EXPERIMENTS, cache_path, describe, is_cached, load_or_train, quick_mode
 
@@ -22,6 +24,18 @@ def format_history(history: list[dict]) -> str:
     return "\n".join([header, *rows])
 
 
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def _train_one(name: str, force: bool) -> str:
+    _, history = load_or_train(name, force=force, progress=False)
+    last = history[-1]
+    return f"{name}: test acc {100 * last['test_acc']:.2f}%, effective rank {last['erank']:.2f} ({cache_path(name)})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lowrank", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -29,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     train_p = sub.add_parser("train", help="train (or load) experiments; all when none is named")
     train_p.add_argument("names", nargs="*", metavar="name", help=f"one of {', '.join(EXPERIMENTS)}")
     train_p.add_argument("--force", action="store_true", help="retrain even if cached")
+    train_p.add_argument("--jobs", type=int, default=1, metavar="N",
+                         help="train N experiments at once, each on its share of the cores")
     show_p = sub.add_parser("show", help="the per-epoch history of a trained experiment")
     show_p.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}")
     args = parser.parse_args(argv)
@@ -46,11 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             state = "cached" if is_cached(name) else "not trained"
             print(f"{name:10} {state:11} {describe(name)}")
     elif args.command == "train":
-        for name in names:
-            _, history = load_or_train(name, force=args.force)
-            last = history[-1]
-            print(f"{name}: test acc {100 * last['test_acc']:.2f}%, effective rank {last['erank']:.2f} "
-                  f"({cache_path(name)})")
+        if args.jobs < 1:
+            parser.error(f"--jobs must be an integer >= 1, got {args.jobs}")
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        with ProcessPoolExecutor(args.jobs, initializer=_set_threads, initargs=(threads,)) as pool:
+            for line in pool.map(_train_one, names, [args.force] * len(names)):
+                print(line, flush=True)
     else:
         if not is_cached(args.name):
             print(f"{args.name} is not trained yet: run python -m lowrank train {args.name}", file=sys.stderr)
