@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export QUARTO_PYTHON := $(abspath $(PY))
+# Quarto (pip install quarto-cli puts it in .venv/bin) and the Jupyter kernel must come from the venv.
+WITH_VENV := PATH="$(abspath $(VENV))/bin:$$PATH"
 
 .PHONY: help setup test train render preview quarto-check bench-train bench-rsvd clean clean-cache
 
@@ -32,13 +34,13 @@ train: setup
 	LOWRANK_QUICK= $(PY) -m lowrank train --jobs 2  # two at a time: small matmuls use two cores poorly
 
 render: train quarto-check
-	LOWRANK_QUICK= quarto render
+	LOWRANK_QUICK= $(WITH_VENV) quarto render
 
 preview: setup quarto-check
-	quarto preview
+	$(WITH_VENV) quarto preview
 
 quarto-check:
-	@command -v quarto >/dev/null || { echo "quarto not found: install it with 'pip install quarto-cli' (into .venv) or from https://quarto.org/docs/get-started/"; exit 1; }
+	@$(WITH_VENV) command -v quarto >/dev/null || { echo "quarto not found: install it with 'pip install quarto-cli' (into .venv) or from https://quarto.org/docs/get-started/"; exit 1; }
 
 bench-train: setup
 	$(PY) bench/train_speed.py

@@ -1,7 +1,7 @@
 """Command line: train, list and inspect the cached experiments.
 
     python -m lowrank list
-    python -m lowrank train model0 [--force]
+    python -m lowrank train model0 [--force]      # no name: all; --jobs N: N at a time
     python -m lowrank show model0
 """
 

@@ -1,4 +1,4 @@
-"""The post's three trained models, cached on disk and keyed by their config and the training code.
+"""The post's trained models, cached on disk and keyed by their config and the training code.
 
     model, history = load_or_train("model0")    # trains once (~1 min), then loads in a second
 
