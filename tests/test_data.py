@@ -46,7 +46,7 @@ def test_missing_files_give_one_clear_error(tmp_path, no_network):
     assert no_network == [tmp_path]
 
 
-def test_corrupt_file_is_detected_by_md5(tmp_path, no_network):
+def test_corrupt_file_is_detected_by_md5(mnist, tmp_path, no_network):  # mnist: the real files exist
     source = data_module.data_root() / "MNIST" / "raw"
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -59,7 +59,7 @@ def test_corrupt_file_is_detected_by_md5(tmp_path, no_network):
         ensure_raw_files(tmp_path)
 
 
-def test_valid_root_is_never_written_to(no_network):
+def test_valid_root_is_never_written_to(mnist, no_network):
     root = data_module.data_root()
     before = sorted(os.listdir(root / "MNIST" / "raw"))
     ensure_raw_files(root)  # would raise if it tried to download
