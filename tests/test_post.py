@@ -177,6 +177,23 @@ def test_source_listings_are_the_package_code(doc, run):
     assert shown >= 7
 
 
+def shown(cell) -> bool:
+    """Whether a reader sees the cell's code (folded plotting code counts: it can be unfolded)."""
+    return cell.kind == "code" and str(cell.options.get("echo", True)).lower() != "false" \
+        and str(cell.options.get("include", True)).lower() != "false"
+
+
+def test_shown_cells_alone_run_top_to_bottom(doc):
+    """What a reader copies runs in a fresh Python: no shown cell needs a hidden one."""
+    cells = [c for c in doc.cells if shown(c)]
+    assert len(cells) >= 20
+    nb = qmd.execute(cells, cwd=POST.parent, env=QUICK_ENV)
+    error = nb.metadata.first_error
+    if error is not None:
+        out = next(o for o in nb.cells[error].outputs if o.output_type == "error")
+        pytest.fail(f"{where(cells[error])}: {out.ename}: {out.evalue}")
+
+
 @pytest.mark.skipif(shutil.which("quarto") is None,
                     reason="quarto is not on PATH (not installable on this machine); CI installs it "
                            "and runs this test. The cells themselves are executed by the tests above.")
