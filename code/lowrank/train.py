@@ -113,6 +113,8 @@ def train(
         scheduler.load_state_dict(resume["scheduler"])
         shuffle.set_state(resume["shuffle_rng"])
         torch.set_rng_state(resume["torch_rng"])
+        if device.type == "cuda" and resume.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)  # dropout on the GPU draws from here
         history = list(resume["history"])
 
     x, y = data.train_x.to(device), data.train_y.to(device)
@@ -129,7 +131,7 @@ def train(
                  erank=effective_rank(W), srank=stable_rank(W), seconds=time.perf_counter() - start)
         )
         if on_epoch is not None:
-            on_epoch(checkpoint(model, optimizer, scheduler, shuffle, history))
+            on_epoch(checkpoint(model, optimizer, scheduler, shuffle, history, device))
     return model.cpu().eval(), history
 
 
@@ -152,7 +154,8 @@ def _train_epoch(model, optimizer, x, y, config, shuffle, progress, epoch) -> fl
     return total.item() / len(x)
 
 
-def checkpoint(model: nn.Module, optimizer, scheduler, shuffle: torch.Generator, history: list[dict]) -> dict:
+def checkpoint(model: nn.Module, optimizer, scheduler, shuffle: torch.Generator, history: list[dict],
+               device: torch.device) -> dict:
     """Everything needed to resume training bit-for-bit after the last finished epoch."""
     return dict(
         model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -160,5 +163,6 @@ def checkpoint(model: nn.Module, optimizer, scheduler, shuffle: torch.Generator,
         scheduler=scheduler.state_dict(),
         shuffle_rng=shuffle.get_state(),
         torch_rng=torch.get_rng_state(),
+        cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         history=list(history),
     )
