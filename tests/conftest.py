@@ -1,17 +1,41 @@
-"""Shared fixtures: the MNIST root, and a quick-mode, throw-away model cache."""
+"""Shared fixtures: the MNIST root, a quick-mode throw-away model cache, and the rendered site.
+
+`rendered_site` runs the real `quarto render` once per session, in quick mode, on a copy of the
+project; it skips where quarto is not installed unless LOWRANK_REQUIRE_RENDER=1 (.ci/run sets
+it where it installed Quarto and Chromium), and then a missing tool is a failure.
+"""
 
 import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+# files of a checkout that are not the project's: never copied into the render's copy
+NOT_PROJECT = (".git", ".venv", "_site", ".quarto", ".cache", "data", ".pytest_cache", "__pycache__")
 
 
 def pytest_configure(config):
     # Offline machines keep a read-only copy of MNIST beside the repository.
     if not os.environ.get("MNIST_DATA_DIR") and (SHARED_DATA / "MNIST" / "raw").is_dir():
         os.environ["MNIST_DATA_DIR"] = str(SHARED_DATA)
+
+
+def render_required() -> bool:
+    """Whether a missing renderer or browser fails the tests instead of skipping them."""
+    return os.environ.get("LOWRANK_REQUIRE_RENDER", "").strip() == "1"
+
+
+def skip_or_fail(reason: str):
+    """Skip with a one-line reason, or fail with it when LOWRANK_REQUIRE_RENDER=1."""
+    if render_required():
+        pytest.fail(f"{reason} (LOWRANK_REQUIRE_RENDER=1)", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +51,61 @@ def quick_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LOWRANK_QUICK", "1")
     monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+def project_files() -> list[Path]:
+    """The project's files, relative to ROOT: tracked ones and untracked ones git does not ignore."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             cwd=ROOT, capture_output=True, check=True).stdout
+        names = [Path(n) for n in out.decode().split("\0") if n]
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: everything but outputs
+        names = [p.relative_to(ROOT) for p in ROOT.rglob("*")
+                 if p.is_file() and not set(p.relative_to(ROOT).parts) & set(NOT_PROJECT)]
+    return [n for n in names if (ROOT / n).is_file()]  # tracked but deleted files are gone
+
+
+def copy_project(dest: Path) -> Path:
+    for name in project_files():
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def quarto_executable() -> str | None:
+    """quarto on PATH, or the one `pip install quarto-cli` puts beside this interpreter."""
+    return shutil.which("quarto") or shutil.which("quarto", path=str(Path(sys.executable).parent))
+
+
+@pytest.fixture(scope="session")
+def rendered_site(tmp_path_factory) -> Path:
+    """The `_site` folder of a real `quarto render` of a copy of the project, in quick mode.
+
+    Rendering a copy keeps the work tree clean (Quarto writes .quarto/, _site/, *.quarto_ipynb)
+    and lets two sessions render at once. The copy imports its own code/ (PYTHONPATH) and
+    trains its quick models into a cache of its own.
+    """
+    quarto = quarto_executable()
+    if quarto is None:
+        skip_or_fail("quarto is not on PATH; .ci/run installs it and then runs the render tests")
+    copy = copy_project(tmp_path_factory.mktemp("project"))
+    env = {
+        **os.environ,
+        "LOWRANK_QUICK": "1",
+        "LOWRANK_CACHE": str(tmp_path_factory.mktemp("render-cache")),
+        "QUARTO_PYTHON": sys.executable,
+        "PYTHONPATH": os.pathsep.join([str(copy / "code"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "MNIST_DATA_DIR": os.environ.get("MNIST_DATA_DIR") or str(ROOT / "data"),
+    }
+    start = time.perf_counter()
+    done = subprocess.run([quarto, "render"], cwd=copy, env=env, capture_output=True, text=True,
+                          timeout=1200)
+    seconds = time.perf_counter() - start
+    log = tmp_path_factory.getbasetemp() / "quarto-render.log"
+    log.write_text(f"{done.stdout}\n{done.stderr}")
+    if done.returncode != 0:
+        pytest.fail(f"quarto render failed (exit {done.returncode}, full log {log}):\n"
+                    f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}", pytrace=False)
+    print(f"\nquarto render (quick mode) took {seconds:.1f} s; log: {log}")
+    return copy / "_site"

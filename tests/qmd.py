@@ -1,12 +1,14 @@
 """Read a Quarto .qmd into front matter, Markdown chunks and {python} cells, and run them as Quarto would.
 
-    doc = parse(Path("post/index.qmd").read_text())
+    doc = parse_file(Path("post/index.qmd"))
     nb = execute(doc.cells, cwd="post", env={"LOWRANK_QUICK": "1"})
 
 Quarto cannot be installed everywhere the tests run, so this does the part of `quarto render`
 that can fail in Python: each code cell runs in order in one Jupyter kernel, and the inline
 `{python} expr` expressions of a Markdown chunk are evaluated, as Quarto does, right after the
-code cell before that chunk (as `user_expressions` of an empty execute request).
+code cell before that chunk (as `user_expressions` of an empty execute request). Include
+shortcodes, `{{< include _x.qmd >}}` on a line of their own, are expanded first, as Quarto does
+before it executes anything, with the path relative to the including file.
 """
 
 import ast
@@ -29,6 +31,7 @@ from nbclient import NotebookClient
 INLINE = re.compile(r"(?:^|[^`])`\{python\}[ \t]([^`]+)`", re.MULTILINE)
 FENCE = re.compile(r"^(`{3,}|~{3,})\s*(\S*)")
 OPTION = re.compile(r"^#\s*\| ?")  # Quarto's comment prefix for python cell options
+INCLUDE = re.compile(r"^\s*\{\{<\s*include\s+(\S+)\s*>\}\}\s*$")
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Cell:
     kind: str  # "markdown" or "code"
     source: str  # code without its `#|` option lines; Markdown as written
     line: int
+    path: str | None = None  # the file the cell starts in (an included file, or the parsed one)
     options: dict = field(default_factory=dict)  # the cell's `#|` options (code only)
     inline: list[str] = field(default_factory=list)  # inline `{python}` expressions (Markdown only)
 
@@ -56,31 +60,67 @@ class Document:
         return [c for c in self.cells if c.kind == "code"]
 
 
-def _code_cell(lines: list[str], line: int) -> Cell:
+def _code_cell(lines: list[str], origin: tuple) -> Cell:
     n = 0
     while n < len(lines) and OPTION.match(lines[n]):
         n += 1
     options = yaml.safe_load("\n".join(OPTION.sub("", l) for l in lines[:n])) if n else {}
     if not isinstance(options, dict):
-        raise ValueError(f"line {line}: cell options are not a YAML mapping: {lines[:n]}")
-    return Cell("code", "\n".join(lines[n:]), line, options=options)
+        raise ValueError(f"{origin[0]}:{origin[1]}: cell options are not a YAML mapping: {lines[:n]}")
+    return Cell("code", "\n".join(lines[n:]), origin[1], path=origin[0], options=options)
 
 
-def _markdown_cell(lines: list[str], line: int) -> Cell:
+def _markdown_cell(lines: list[str], origin: tuple) -> Cell:
     text = "\n".join(lines)
-    return Cell("markdown", text, line, inline=[e.strip() for e in INLINE.findall(text)])
+    return Cell("markdown", text, origin[1], path=origin[0],
+                inline=[e.strip() for e in INLINE.findall(text)])
 
 
-def parse(text: str) -> Document:
-    """Split a .qmd into its YAML front matter and a list of Markdown and {python} cells."""
-    lines = text.splitlines()
+def _expand(text: str, path: Path | None, seen: tuple = ()) -> list[tuple[str, tuple]]:
+    """The lines of `text` with include shortcodes replaced by the included files' lines.
+
+    Each line comes with its origin (file name, 1-based line number) for error messages.
+    """
+    name = str(path) if path is not None else "<text>"
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        m = INCLUDE.match(line)
+        if not m:
+            out.append((line, (name, number)))
+            continue
+        if path is None:
+            raise ValueError(f"line {number}: an include needs the including file's path: {line}")
+        target = (path.parent / m.group(1)).resolve()
+        if target in seen:
+            raise ValueError(f"{name}:{number}: {m.group(1)} includes itself")
+        if not target.is_file():
+            raise ValueError(f"{name}:{number}: included file {m.group(1)} does not exist")
+        out.extend(_expand(target.read_text(), target, (*seen, target)))
+    return out
+
+
+def parse_file(path: str | os.PathLike) -> Document:
+    """`parse` of a .qmd file, with its includes resolved relative to it."""
+    path = Path(path)
+    return parse(path.read_text(), path)
+
+
+def parse(text: str, path: str | os.PathLike | None = None) -> Document:
+    """Split a .qmd into its YAML front matter and a list of Markdown and {python} cells.
+
+    `path`, the file `text` came from, resolves include shortcodes; the included lines are
+    parsed as if they stood in place of the shortcode.
+    """
+    expanded = _expand(text, Path(path).resolve() if path is not None else None)
+    lines = [line for line, _ in expanded]
+    origin = [o for _, o in expanded] + [(expanded[-1][1][0] if expanded else "<text>", len(expanded) + 1)]
     front_matter, start = {}, 0
     if lines and lines[0].strip() == "---":
         end = next(i for i in range(1, len(lines)) if lines[i].strip() in ("---", "..."))
         front_matter, start = yaml.safe_load("\n".join(lines[1:end])) or {}, end + 1
 
     cells: list[Cell] = []
-    chunk, chunk_line = [], start + 1
+    chunk, chunk_start = [], start
     i = start
     while i < len(lines):
         m = FENCE.match(lines[i])
@@ -96,17 +136,17 @@ def parse(text: str) -> Document:
             None,
         )
         if close is None:
-            raise ValueError(f"line {i + 1}: fence {fence} is never closed")
+            raise ValueError(f"{origin[i][0]}:{origin[i][1]}: fence {fence} is never closed")
         if re.fullmatch(r"\{python[^}]*\}", info):
             if any(l.strip() for l in chunk):
-                cells.append(_markdown_cell(chunk, chunk_line))
-            cells.append(_code_cell(lines[i + 1 : close], i + 1))
-            chunk, chunk_line = [], close + 2
+                cells.append(_markdown_cell(chunk, origin[chunk_start]))
+            cells.append(_code_cell(lines[i + 1 : close], origin[i]))
+            chunk, chunk_start = [], close + 1
         else:  # a displayed (not executed) code block belongs to the Markdown
             chunk.extend(lines[i : close + 1])
         i = close + 1
     if any(l.strip() for l in chunk):
-        cells.append(_markdown_cell(chunk, chunk_line))
+        cells.append(_markdown_cell(chunk, origin[chunk_start]))
     return Document(front_matter, cells)
 
 

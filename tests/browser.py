@@ -1,0 +1,58 @@
+"""A headless Chromium page, driven by Playwright for Python with the system's browser.
+
+    with open_page(site / "post" / "index.html", width=1280, height=800) as (page, console):
+        page.evaluate("document.title")
+        console  # every console message and page error, as "type: text" strings
+
+No browser is downloaded (never `playwright install`): Debian's `chromium` is used. Where it or
+the playwright package is missing, the calling test skips with a one-line reason, or fails
+when LOWRANK_REQUIRE_RENDER=1.
+"""
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from conftest import skip_or_fail
+
+# quiet, offline and reproducible: no GPU, no sandbox (CI containers run as root), no
+# background traffic to Google's services
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_executable() -> str | None:
+    """Debian's chromium, or $CHROMIUM when set."""
+    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@contextmanager
+def open_page(target, width: int = 1280, height: int = 800, timeout_ms: int = 60_000):
+    """Yield (page, console) with `target` (a path or URL) loaded in a fresh browser."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("playwright is not installed (pip install playwright; the dev extra has it)")
+    executable = chromium_executable()
+    if executable is None:
+        skip_or_fail("chromium is not installed (apt-get install chromium; .ci/run does it)")
+    url = Path(target).resolve().as_uri() if not str(target).startswith(("http:", "https:", "file:")) \
+        else str(target)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(timeout_ms)
+            console: list[str] = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            page.on("requestfailed",
+                    lambda r: console.append(f"requestfailed: {r.url} ({r.failure})"))
+            page.goto(url, wait_until="load")
+            yield page, console
+        finally:
+            browser.close()

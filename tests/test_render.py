@@ -1,0 +1,167 @@
+"""The site as `quarto render` builds it (quick mode), checked in its HTML and in a browser.
+
+    PATH=/path/to/quarto/bin:$PATH .venv/bin/python -m pytest tests/test_render.py -s
+
+One real render per session (the `rendered_site` fixture in conftest.py, on a copy of the
+project). Skips where quarto (or, for the browser test, Chromium) is missing, unless
+LOWRANK_REQUIRE_RENDER=1. With -s the browser test prints the widths it measured.
+"""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+import qmd
+
+ROOT = Path(__file__).resolve().parents[1]
+POST = ROOT / "post" / "index.qmd"
+
+
+@pytest.fixture(scope="module")
+def post_html(rendered_site) -> Path:
+    return rendered_site / "post" / "index.html"
+
+
+@pytest.fixture(scope="module")
+def soup(post_html) -> BeautifulSoup:
+    return BeautifulSoup(post_html.read_text(), "html.parser")
+
+
+def figure_labels() -> list[str]:
+    doc = qmd.parse_file(POST)
+    return [str(c.options["label"]) for c in doc.code_cells
+            if str(c.options.get("label", "")).startswith("fig-")]
+
+
+def test_every_figure_is_in_the_page_with_its_image(soup, post_html):
+    labels = figure_labels()
+    assert len(labels) >= 8
+    for label in labels:
+        figure = soup.find(id=label)
+        assert figure is not None, f"{label} is missing from the HTML"
+        images = figure.find_all("img")
+        assert images, f"{label} has no <img>"
+        for img in images:
+            src = img.get("src", "")
+            assert src and not src.startswith(("http:", "https:")), f"{label}: image source {src!r}"
+            if not src.startswith("data:"):
+                assert (post_html.parent / src).is_file(), f"{label}: {src} was not written"
+
+
+def test_no_unresolved_cross_reference(soup):
+    text = soup.get_text()
+    unresolved = sorted(set(re.findall(r"\?@[\w-]+", text)))
+    assert not unresolved, f"unresolved cross-references: {unresolved}"
+
+
+def test_every_citation_resolves(soup):
+    cites = soup.select("[data-cites]")
+    assert cites, "the page cites nothing"
+    keys = {key for c in cites for key in c["data-cites"].split()}
+    missing = sorted(key for key in keys if soup.find(id=f"ref-{key}") is None)
+    assert not missing, f"citations without a bibliography entry: {missing}"
+    unresolved = [c.get_text() for c in cites if c.get_text().strip().startswith("?")]
+    assert not unresolved, f"citations Quarto could not resolve: {unresolved}"
+
+
+def test_no_raw_shortcode_or_inline_code(post_html):
+    html = post_html.read_text()
+    for raw in ("{python}", "{{<", "{{&lt;"):
+        assert raw not in html, f"{raw!r} left unprocessed in the HTML"
+
+
+def test_no_error_or_warning_output(soup):
+    """A reader sees no traceback, no error and no stray stderr (warnings) in any cell."""
+    bad = soup.select(".cell-output-error, .cell-output-stderr")
+    assert not bad, "cells with error or stderr output:\n" + "\n".join(b.get_text()[:300] for b in bad)
+    text = soup.get_text()
+    for marker in ("Traceback (most recent call last)", "Error:"):
+        assert marker not in text, f"{marker!r} appears in the page"
+
+
+def test_quick_mode_banner(soup):
+    banner = soup.select_one(".callout-warning")
+    assert banner is not None, "the quick-mode banner is missing"
+    assert "quick mode" in banner.get_text().lower()
+    text = [p for p in soup.select("main p")
+            if not p.find_parent("header") and not p.find_parent(class_="callout")]
+    assert text and banner in text[0].find_all_previous(class_="callout-warning"), \
+        "the banner does not come before the post's first paragraph"
+
+
+def test_render_leaves_the_work_tree_clean(rendered_site):
+    """Everything `quarto render` writes is ignored by git, and it does not touch .gitignore."""
+    from conftest import project_files
+
+    copy = rendered_site.parent
+    assert (copy / ".gitignore").read_text() == (ROOT / ".gitignore").read_text(), \
+        "quarto render appended to .gitignore: add its lines there"
+    subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
+    out = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=copy,
+                         capture_output=True, text=True, check=True).stdout.split()
+    new = sorted(set(out) - {str(p) for p in project_files()})
+    assert not new, f"files the render wrote that git does not ignore: {new[:20]}"
+
+
+def test_landing_page_lists_the_post(rendered_site):
+    assert "post/index.html" in (rendered_site / "index.html").read_text()
+
+
+# Layout, measured in a browser: what a reader on a laptop sees.
+OVERFLOW_JS = """() => {
+  const wide = [];
+  const measure = (kind, el) => {
+    const r = {kind, id: el.id || (el.closest('[id]') || {}).id || '', scroll: el.scrollWidth,
+               client: el.clientWidth, width: el.getBoundingClientRect().width};
+    wide.push(r);
+  };
+  document.querySelectorAll('main .quarto-figure, main figure, main .cell-output-display')
+    .forEach(el => measure('figure', el));
+  document.querySelectorAll('main pre').forEach(el => measure('code', el));
+  const main = document.querySelector('main').getBoundingClientRect();
+  return {items: wide, body: document.documentElement.scrollWidth,
+          viewport: document.documentElement.clientWidth, main: main.width};
+}"""
+
+
+def test_layout_in_a_browser(post_html):
+    from browser import open_page
+
+    with open_page(post_html, width=1280, height=800) as (page, console):
+        page.wait_for_load_state("load")
+        layout = page.evaluate(OVERFLOW_JS)
+        images = page.evaluate("""() => Array.from(document.images).map(
+            img => ({src: img.getAttribute('src'), ok: img.complete && img.naturalWidth > 0}))""")
+        toc = page.evaluate("""() => Array.from(document.querySelectorAll('#TOC a[href^="#"]')).map(
+            a => ({href: a.getAttribute('href'),
+                   found: !!document.getElementById(decodeURIComponent(a.getAttribute('href').slice(1)))}))""")
+        errors = list(console)
+
+    overflowing = [i for i in layout["items"] if i["scroll"] > i["client"] + 1]
+    assert not overflowing, "wider than their column (scrollWidth > clientWidth + 1):\n" + \
+        "\n".join(f"{i['kind']} in #{i['id']}: {i['scroll']} > {i['client']}" for i in overflowing)
+    assert layout["body"] <= layout["viewport"] + 1, f"the page scrolls sideways: {layout}"
+    for kind in ("figure", "code"):
+        items = [i for i in layout["items"] if i["kind"] == kind]
+        assert items, f"no {kind} measured"
+        widest = max(items, key=lambda i: i["scroll"])
+        print(f"\nwidest {kind}: #{widest['id']} scrollWidth {widest['scroll']} px, "
+              f"clientWidth {widest['client']} px (text column {layout['main']:.0f} px)")
+
+    assert images and all(i["ok"] for i in images), \
+        f"images that did not load: {[i['src'] for i in images if not i['ok']]}"
+    assert len(toc) >= 5, f"the table of contents has {len(toc)} links"
+    broken = [t["href"] for t in toc if not t["found"]]
+    assert not broken, f"table-of-contents links to nothing: {broken}"
+
+    def external_load_failure(message: str) -> bool:
+        # no network here: MathJax and other CDN scripts fail to load; that is not the page's fault
+        return ("requestfailed: http" in message
+                or ("Failed to load resource" in message and "net::ERR" in message))
+
+    real = [e for e in errors if (e.startswith(("error", "pageerror", "requestfailed")))
+            and not external_load_failure(e)]
+    assert not real, "console errors:\n" + "\n".join(real)
