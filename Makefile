@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: setup
-	$(PY) -m pytest
+	$(WITH_VENV) $(PY) -m pytest  # quarto may live in .venv (pip install quarto-cli)
 
 train: setup
 	LOWRANK_QUICK= $(PY) -m lowrank train --jobs 2  # two at a time: small matmuls use two cores poorly

@@ -20,6 +20,17 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 NOT_PROJECT = (".git", ".venv", "_site", ".quarto", ".cache", "data", ".pytest_cache", "__pycache__")
 
 
+# lines for the end of the test report: render time, measured widths (test_render.py adds them)
+MEASURED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MEASURED:
+        terminalreporter.section("rendered site, as measured")
+        for line in MEASURED:
+            terminalreporter.write_line(line)
+
+
 def pytest_configure(config):
     # Offline machines keep a read-only copy of MNIST beside the repository.
     if not os.environ.get("MNIST_DATA_DIR") and (SHARED_DATA / "MNIST" / "raw").is_dir():
@@ -107,5 +118,5 @@ def rendered_site(tmp_path_factory) -> Path:
     if done.returncode != 0:
         pytest.fail(f"quarto render failed (exit {done.returncode}, full log {log}):\n"
                     f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}", pytrace=False)
-    print(f"\nquarto render (quick mode) took {seconds:.1f} s; log: {log}")
+    MEASURED.append(f"quarto render in quick mode: {seconds:.1f} s (log: {log})")
     return copy / "_site"

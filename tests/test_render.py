@@ -4,7 +4,8 @@
 
 One real render per session (the `rendered_site` fixture in conftest.py, on a copy of the
 project). Skips where quarto (or, for the browser test, Chromium) is missing, unless
-LOWRANK_REQUIRE_RENDER=1. With -s the browser test prints the widths it measured.
+LOWRANK_REQUIRE_RENDER=1. The render time and the widths the browser test measured are printed
+at the end of the test report.
 """
 
 import re
@@ -129,6 +130,7 @@ OVERFLOW_JS = """() => {
 
 def test_layout_in_a_browser(post_html):
     from browser import open_page
+    from conftest import MEASURED
 
     with open_page(post_html, width=1280, height=800) as (page, console):
         page.wait_for_load_state("load")
@@ -148,8 +150,8 @@ def test_layout_in_a_browser(post_html):
         items = [i for i in layout["items"] if i["kind"] == kind]
         assert items, f"no {kind} measured"
         widest = max(items, key=lambda i: i["scroll"])
-        print(f"\nwidest {kind}: #{widest['id']} scrollWidth {widest['scroll']} px, "
-              f"clientWidth {widest['client']} px (text column {layout['main']:.0f} px)")
+        MEASURED.append(f"widest {kind} at 1280x800: #{widest['id']}, scrollWidth {widest['scroll']} px, "
+                        f"clientWidth {widest['client']} px (main column {layout['main']:.0f} px)")
 
     assert images and all(i["ok"] for i in images), \
         f"images that did not load: {[i['src'] for i in images if not i['ok']]}"
