@@ -1,4 +1,4 @@
-"""The post's network and the factorised layer that replaces its hidden weight W by U V."""
+"""The post's network, and the factorised layer that replaces its hidden W by U V."""
 
 import copy
 
@@ -8,16 +8,22 @@ from torch import nn
 
 
 class MnistFCNet(nn.Module):
-    """784-1000-1000-10 feed-forward net: ReLU, dropout after each hidden layer, log-softmax output.
+    """784-1000-1000-10 feed-forward net: ReLU, dropout after each hidden layer,
+    log-softmax output.
 
-    With `rank=r` the middle layer is a LowRankLinear trained from scratch in factorised form.
+    With `rank=r` the middle layer is a LowRankLinear trained from scratch in factorised
+    form.
     """
 
-    def __init__(self, hidden: int = 1000, dropout: float = 0.5, rank: int | None = None):
+    def __init__(self, hidden: int = 1000, dropout: float = 0.5,
+                 rank: int | None = None):
         super().__init__()
         self.fc1 = nn.Linear(784, hidden)
         # W, the matrix we compress
-        self.fc2 = nn.Linear(hidden, hidden) if rank is None else LowRankLinear.init(hidden, hidden, rank)
+        if rank is None:
+            self.fc2 = nn.Linear(hidden, hidden)
+        else:
+            self.fc2 = LowRankLinear.init(hidden, hidden, rank)
         self.fc3 = nn.Linear(hidden, 10)
         self.dropout = nn.Dropout(dropout)
 
@@ -28,23 +34,27 @@ class MnistFCNet(nn.Module):
 
     @property
     def W(self) -> torch.Tensor:
-        """The hidden-to-hidden weight (out x in); for a factorised fc2, the product U V."""
+        """The hidden-to-hidden weight (out x in); for a factorised fc2, the product
+        U V."""
         if isinstance(self.fc2, LowRankLinear):
             return self.fc2.U @ self.fc2.V
         return self.fc2.weight
 
 
 class LowRankLinear(nn.Module):
-    """x -> x V^T U^T + b, a linear layer whose m x n weight is stored as U (m x r) times V (r x n).
+    """x -> x V^T U^T + b, a linear layer whose m x n weight is stored as U (m x r)
+    times V (r x n).
 
-    It holds r (m + n) + m numbers instead of m n + m, and costs r (m + n) multiply-adds per
-    input instead of m n.
+    It holds r (m + n) + m numbers instead of m n + m, and costs r (m + n) multiply-adds
+    per input instead of m n.
     """
 
-    def __init__(self, U: torch.Tensor, V: torch.Tensor, bias: torch.Tensor | None = None):
+    def __init__(self, U: torch.Tensor, V: torch.Tensor,
+                 bias: torch.Tensor | None = None):
         super().__init__()
         if U.ndim != 2 or V.ndim != 2 or U.shape[1] != V.shape[0]:
-            raise ValueError(f"U and V must be m x r and r x n, got {tuple(U.shape)} and {tuple(V.shape)}")
+            raise ValueError(f"U and V must be m x r and r x n, "
+                             f"got {tuple(U.shape)} and {tuple(V.shape)}")
         self.U = nn.Parameter(U.detach().clone())
         self.V = nn.Parameter(V.detach().clone())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
@@ -54,10 +64,13 @@ class LowRankLinear(nn.Module):
         """A fresh rank-r layer n -> m, for training in factorised form.
 
         V and U start as PyTorch's default nn.Linear(n, r) and nn.Linear(r, m) weights
-        (uniform in ±1/sqrt(fan_in)), so x -> U (V x) starts as two default linear layers
-        without a nonlinearity between them; the bias starts as nn.Linear(n, m)'s.
+        (uniform in ±1/sqrt(fan_in)), so x -> U (V x) starts as two default linear
+        layers without a nonlinearity between them; the bias starts as
+        nn.Linear(n, m)'s.
         """
-        V, U, b = nn.Linear(n, r, bias=False).weight, nn.Linear(r, m, bias=False).weight, nn.Linear(n, m).bias
+        V = nn.Linear(n, r, bias=False).weight
+        U = nn.Linear(r, m, bias=False).weight
+        b = nn.Linear(n, m).bias
         return cls(U, V, b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,15 +83,18 @@ class LowRankLinear(nn.Module):
 
 
 def factorised(model: MnistFCNet, U: torch.Tensor, V: torch.Tensor) -> MnistFCNet:
-    """A copy of the trained `model` with W replaced by U V; `model` itself is left untouched."""
+    """A copy of the trained `model` with W replaced by U V; `model` itself is left
+    untouched."""
     compressed = copy.deepcopy(model)
     compressed.fc2 = LowRankLinear(U, V, model.fc2.bias)
     return compressed.eval()
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 10_000) -> tuple[float, float]:
-    """Mean NLL loss and accuracy (in [0, 1]) of `model` on (x, y), in eval mode (no dropout)."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             batch_size: int = 10_000) -> tuple[float, float]:
+    """Mean NLL loss and accuracy (in [0, 1]) of `model` on (x, y), in eval mode (no
+    dropout)."""
     was_training = model.training
     model.eval()
     loss, correct = 0.0, 0
@@ -91,10 +107,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 class FactorisedEvaluator:
-    """Test loss and accuracy of a trained net with W swapped for U V, for many (U, V) in a row.
+    """Test loss and accuracy of a trained net with W swapped for U V, for many (U, V)
+    in a row.
 
-    The first layer does not depend on W, so its output relu(fc1 x) is computed once; each call
-    then costs r (m + n) per image instead of a full forward pass.
+    The first layer does not depend on W, so its output relu(fc1 x) is computed once;
+    each call then costs r (m + n) per image instead of a full forward pass.
     """
 
     @torch.no_grad()
@@ -114,4 +131,5 @@ class FactorisedEvaluator:
 
     def _score(self, z: torch.Tensor) -> tuple[float, float]:
         out = F.log_softmax(self.model.fc3(z), dim=1)
-        return F.nll_loss(out, self.y).item(), (out.argmax(1) == self.y).sum().item() / len(self.y)
+        accuracy = (out.argmax(1) == self.y).sum().item() / len(self.y)
+        return F.nll_loss(out, self.y).item(), accuracy

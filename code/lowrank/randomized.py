@@ -3,19 +3,20 @@
     import torch
     from lowrank import randomized_low_rank, spectral_error
     g = torch.Generator().manual_seed(0)
-    U, V = randomized_low_rank(W, rank=50, generator=g)   # W ≈ U @ V; U is m×50, V is 50×n
-    spectral_error(W, U, V)                               # ‖W − UV‖₂, at best σ₅₁ (Eckart–Young)
+    U, V = randomized_low_rank(W, rank=50, generator=g)  # W ≈ U @ V; U: m×50, V: 50×n
+    spectral_error(W, U, V)                # ‖W − UV‖₂, at best σ₅₁ (Eckart–Young)
 
-N. Halko, P.-G. Martinsson and J. A. Tropp, "Finding structure with randomness: probabilistic
-algorithms for constructing approximate matrix decompositions", SIAM Review 53(2), 2011,
-arXiv:0909.4061. Stage A (§4) finds Q with orthonormal columns such that A ≈ QQᵀA; stage B (§5)
-factors the small matrix B = QᵀA. The symbols are the paper's: A is m×n, Ω the n×ℓ random test
-matrix, Y = AΩ the sample, ℓ = k + p columns for target rank k and oversampling p, and q power
-iterations.
+N. Halko, P.-G. Martinsson and J. A. Tropp, "Finding structure with randomness:
+probabilistic algorithms for constructing approximate matrix decompositions", SIAM
+Review 53(2), 2011, arXiv:0909.4061. Stage A (§4) finds Q with orthonormal columns such
+that A ≈ QQᵀA; stage B (§5) factors the small matrix B = QᵀA. The symbols are the
+paper's: A is m×n, Ω the n×ℓ random test matrix, Y = AΩ the sample, ℓ = k + p columns
+for target rank k and oversampling p, and q power iterations.
 
-Every function keeps its input's dtype and device (scalar results are Python floats) and draws
-random numbers only from `generator` (torch's global generator when it is None), so the same
-seed gives the same output. Flop counts are for dense A, where a product A·Ω costs 2mnℓ.
+Every function keeps its input's dtype and device (scalar results are Python floats) and
+draws random numbers only from `generator` (torch's global generator when it is None),
+so the same seed gives the same output. Flop counts are for dense A, where a product A·Ω
+costs 2mnℓ.
 """
 
 import math
@@ -23,12 +24,14 @@ from numbers import Integral, Real
 
 import torch
 
-# min(m, n) above which spectral_error estimates instead of taking a full SVD of the residual
+# min(m, n) above which spectral_error estimates instead of taking a full SVD of the
+# residual
 EXACT_NORM_MAX = 2000
 
 
 def _check(ok, name, allowed, got):
-    """Raise the one-line ValueError every bad argument gets: what it must be and what it was."""
+    """Raise the one-line ValueError every bad argument gets: what it must be, what it
+    was."""
     if not ok:
         raise ValueError(f"{name} must be {allowed}, got {got}")
 
@@ -36,27 +39,36 @@ def _check(ok, name, allowed, got):
 def _check_int(value, name, low, high=None):
     ok = isinstance(value, Integral) and not isinstance(value, bool)
     ok = ok and low <= value and (high is None or value <= high)
-    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    if high is None:
+        allowed = f"an integer >= {low}"
+    else:
+        allowed = f"an integer in [{low}, {high}]"
     _check(ok, name, allowed, repr(value))
 
 
 def _check_matrix(A, name="A"):
-    """Return (m, n) of a non-empty, finite, 2-D float32/float64 tensor; raise otherwise."""
+    """Return (m, n) of a non-empty, finite, 2-D float32/float64 tensor; raise
+    otherwise."""
     _check(isinstance(A, torch.Tensor), name, "a torch.Tensor", type(A).__name__)
     _check(A.ndim == 2, name, "a 2-D tensor", f"shape {tuple(A.shape)}")
     _check(A.numel() > 0, name, "non-empty", f"shape {tuple(A.shape)}")
-    _check(A.dtype in (torch.float32, torch.float64), name, "float32 or float64", A.dtype)
-    # min and max see every NaN and ±inf in one pass without a temporary; isfinite(A).all()
-    # takes ~30× longer here (0.1 s at 4096², as long as a randomized SVD at k = 20)
+    float_ok = A.dtype in (torch.float32, torch.float64)
+    _check(float_ok, name, "float32 or float64", A.dtype)
+    # min and max see every NaN and ±inf in one pass without a temporary;
+    # isfinite(A).all() takes ~30× longer here (0.1 s at 4096², as long as a randomized
+    # SVD at k = 20)
     lo, hi = torch.aminmax(A)
-    _check(bool(torch.isfinite(lo) & torch.isfinite(hi)), name, "finite", "NaN or inf entries")
+    finite = bool(torch.isfinite(lo) & torch.isfinite(hi))
+    _check(finite, name, "finite", "NaN or inf entries")
     return A.shape
 
 
 def _gaussian(A, rows, cols, generator):
-    """A standard Gaussian matrix in A's dtype and on A's device, drawn from `generator`."""
+    """A standard Gaussian matrix in A's dtype and on A's device, drawn from
+    `generator`."""
     device = A.device if generator is None else generator.device
-    return torch.randn(rows, cols, generator=generator, device=device, dtype=A.dtype).to(A.device)
+    Ω = torch.randn(rows, cols, generator=generator, device=device, dtype=A.dtype)
+    return Ω.to(A.device)
 
 
 def _orth(Y):
@@ -65,17 +77,19 @@ def _orth(Y):
 
 
 def _times(A, X):
-    """AX for a thin X, computed as (XᵀAᵀ)ᵀ: the same numbers, but BLAS then writes a tall
-    column-major result, which MKL does ~1.5× faster on CPU than the short, wide row-major one."""
+    """AX for a thin X, computed as (XᵀAᵀ)ᵀ: the same numbers, but BLAS then writes a
+    tall column-major result, which MKL does ~1.5× faster on CPU than the short, wide
+    row-major one."""
     return (X.mT @ A.mT).mT
 
 
 def _subspace_iteration(A, Ω, q):
     Q = _orth(_times(A, Ω))
     for _ in range(q):
-        # Algorithm 4.3 forms Y = (AAᵀ)^q AΩ and orthonormalises once; in floating point that
-        # loses every singular direction below ε^(1/(2q+1))·‖A‖ (float32, q = 2: 4% of ‖A‖).
-        # Orthonormalising after every product by A and Aᵀ (Algorithm 4.4) keeps them.
+        # Algorithm 4.3 forms Y = (AAᵀ)^q AΩ and orthonormalises once; in floating point
+        # that loses every singular direction below ε^(1/(2q+1))·‖A‖ (float32, q = 2: 4%
+        # of ‖A‖). Orthonormalising after every product by A and Aᵀ (Algorithm 4.4)
+        # keeps them.
         Q = _orth(_times(A, _orth(_times(A.mT, Q))))
     return Q
 
@@ -83,18 +97,21 @@ def _subspace_iteration(A, Ω, q):
 def truncated_svd(W, rank):
     """Best rank-r approximation W_r = U V from the full SVD W = A S Bᵀ (Eckart–Young).
 
-    U = A_r S_r (m×r), V = B_rᵀ (r×n), and ‖W − UV‖₂ = σ_{r+1}. The draft's naive compression.
-    Cost: a full SVD, O(mn·min(m, n)) flops (≈20 s for 4096×4096 float32 on two cores).
+    U = A_r S_r (m×r), V = B_rᵀ (r×n), and ‖W − UV‖₂ = σ_{r+1}. The draft's naive
+    compression. Cost: a full SVD, O(mn·min(m, n)) flops (≈20 s for 4096×4096 float32 on
+    two cores).
     """
     m, n = _check_matrix(W, "W")
     _check_int(rank, "rank", 1, min(m, n))
-    U, S, Vh = torch.linalg.svd(W, full_matrices=False)  # U = A, Vh = Bᵀ in the draft's letters
+    # U = A, Vh = Bᵀ in the draft's letters
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
     # clone: a slice would keep all of Vh alive, and torch.save would write all of it
     return U[:, :rank] * S[:rank], Vh[:rank].clone()
 
 
 def compression_ratio(m, n, r):
-    """Storage of an m×n matrix over that of its rank-r factors U (m×r), V (r×n): mn / (r(m + n))."""
+    """Storage of an m×n matrix over that of its rank-r factors U (m×r), V (r×n):
+    mn / (r(m + n))."""
     _check_int(m, "m", 1)
     _check_int(n, "n", 1)
     _check_int(r, "r", 1, min(m, n))
@@ -102,13 +119,14 @@ def compression_ratio(m, n, r):
 
 
 def range_finder(A, size, power_iters=0, generator=None):
-    """Q (m×ℓ, orthonormal columns) with A ≈ QQᵀA: Algorithm 4.1, or 4.4 for power_iters = q > 0.
+    """Q (m×ℓ, orthonormal columns) with A ≈ QQᵀA: Algorithm 4.1, or 4.4 for
+    power_iters = q > 0.
 
     Algorithm 4.1 (randomized range finder): Y = AΩ for a Gaussian n×ℓ Ω, Q = orth(Y).
-    Algorithm 4.4 (randomized subspace iteration) then applies (AAᵀ)^q, which raises the singular
-    values to the power 2q + 1 and so sharpens their decay, orthonormalising after each product.
-    Cost: (2q + 1)·2mnℓ flops for the products plus (2q + 1) QRs of O((m + n)ℓ²);
-    2q + 1 passes over A.
+    Algorithm 4.4 (randomized subspace iteration) then applies (AAᵀ)^q, which raises the
+    singular values to the power 2q + 1 and so sharpens their decay, orthonormalising
+    after each product. Cost: (2q + 1)·2mnℓ flops for the products plus (2q + 1) QRs of
+    O((m + n)ℓ²); 2q + 1 passes over A.
     """
     m, n = _check_matrix(A)
     _check_int(size, "size", 1, min(m, n))
@@ -117,44 +135,51 @@ def range_finder(A, size, power_iters=0, generator=None):
 
 
 def adaptive_range_finder(A, tol, block=10, generator=None, max_rank=None):
-    """Q with ‖A − QQᵀA‖₂ ≤ tol, with probability ≥ 1 − min(m, n)·10^(−block): Algorithm 4.2.
+    """Q with ‖A − QQᵀA‖₂ ≤ tol, with probability ≥ 1 − min(m, n)·10^(−block):
+    Algorithm 4.2.
 
-    Q grows one column at a time from samples y = Aω until `block` consecutive samples, projected
-    away from range(Q), are all shorter than tol / (10√(2/π)); by Lemma 4.1 that certifies the
-    error, up to the stated probability. Stops early, without the guarantee, at max_rank columns.
-    Cost: k + block products A·ω, 2mn(k + block) flops plus O(mk²) for the projections, where
-    k = Q.shape[1]; k + block passes over A (one vector each).
+    Q grows one column at a time from samples y = Aω until `block` consecutive samples,
+    projected away from range(Q), are all shorter than tol / (10√(2/π)); by Lemma 4.1
+    that certifies the error, up to the stated probability. Stops early, without the
+    guarantee, at max_rank columns. Cost: k + block products A·ω, 2mn(k + block) flops
+    plus O(mk²) for the projections, where k = Q.shape[1]; k + block passes over A (one
+    vector each).
     """
     m, n = _check_matrix(A)
-    _check(isinstance(tol, Real) and math.isfinite(tol) and tol > 0, "tol", "a finite number > 0",
-           repr(tol))
+    tol_ok = isinstance(tol, Real) and math.isfinite(tol) and tol > 0
+    _check(tol_ok, "tol", "a finite number > 0", repr(tol))
     _check_int(block, "block", 1)
     max_rank = min(m, n) if max_rank is None else max_rank
     _check_int(max_rank, "max_rank", 1, min(m, n))
     threshold = tol / (10 * math.sqrt(2 / math.pi))
     Q = A.new_empty(m, 0)
-    Y = A @ _gaussian(A, n, block, generator)  # y(j+1), ..., y(j+r), already orthogonal to Q
-    while Q.shape[1] < max_rank and torch.linalg.vector_norm(Y, dim=0).max() > threshold:
-        # step 5 projects y(j) away from Q a second time: in floating point one projection
-        # leaves a component of size ε‖y‖ along Q, and Q would slowly lose orthogonality
+    # y(j+1), ..., y(j+r), already orthogonal to Q
+    Y = A @ _gaussian(A, n, block, generator)
+    while (Q.shape[1] < max_rank
+           and torch.linalg.vector_norm(Y, dim=0).max() > threshold):
+        # step 5 projects y(j) away from Q a second time: in floating point one
+        # projection leaves a component of size ε‖y‖ along Q, and Q would slowly lose
+        # orthogonality
         y = Y[:, :1] - Q @ (Q.mT @ Y[:, :1])
         q = y / torch.linalg.vector_norm(y)
         Q = torch.cat([Q, q], dim=1)
         y_new = A @ _gaussian(A, n, 1, generator)
-        Y = torch.cat([Y[:, 1:] - q @ (q.mT @ Y[:, 1:]), y_new - Q @ (Q.mT @ y_new)], dim=1)
+        Y = torch.cat([Y[:, 1:] - q @ (q.mT @ Y[:, 1:]), y_new - Q @ (Q.mT @ y_new)],
+                      dim=1)
     return Q
 
 
 def srft_range_finder(A, size, generator=None):
-    """Q (m×ℓ, orthonormal columns) with A ≈ QQᵀA from a structured test matrix: Algorithm 4.5.
+    """Q (m×ℓ, orthonormal columns) with A ≈ QQᵀA from a structured test matrix:
+    Algorithm 4.5.
 
-    The subsampled randomized Fourier transform Ω = √(n/ℓ)·D F R: D random signs on the diagonal,
-    F an n×n orthogonal Fourier-type transform, R ℓ columns of the identity chosen at random.
-    The paper takes F the complex DFT and D random phases; for real A we take the discrete
-    Hartley transform H = Re F − Im F, which is real and orthogonal (up to √n), so Q stays real.
-    The scale √(n/ℓ) does not change range(Y) and is left out.
-    Cost: one FFT per row of A, O(mn log n) flops (the paper's pruned FFT gets O(mn log ℓ); torch
-    has none), plus a QR of O(mℓ²); one pass over A.
+    The subsampled randomized Fourier transform Ω = √(n/ℓ)·D F R: D random signs on the
+    diagonal, F an n×n orthogonal Fourier-type transform, R ℓ columns of the identity
+    chosen at random. The paper takes F the complex DFT and D random phases; for real A
+    we take the discrete Hartley transform H = Re F − Im F, which is real and orthogonal
+    (up to √n), so Q stays real. The scale √(n/ℓ) does not change range(Y) and is left
+    out. Cost: one FFT per row of A, O(mn log n) flops (the paper's pruned FFT gets O(mn
+    log ℓ); torch has none), plus a QR of O(mℓ²); one pass over A.
     """
     m, n = _check_matrix(A)
     _check_int(size, "size", 1, min(m, n))
@@ -177,24 +202,26 @@ def _check_svd_args(A, name, rank, oversample, power_iters):
 def _svd(A, k, ℓ, q, generator):
     Q = _subspace_iteration(A, _gaussian(A, A.shape[1], ℓ, generator), q)
     B = Q.mT @ A
-    # factor the tall Bᵀ = V S Ũᵀ rather than the wide B = Ũ S Vᵀ: LAPACK is ~2× faster on it
+    # factor the tall Bᵀ = V S Ũᵀ rather than the wide B = Ũ S Vᵀ: LAPACK is ~2× faster
     V, S, Ũh = torch.linalg.svd(B.mT, full_matrices=False)
     return Q @ Ũh[:k].mT, S[:k], V[:, :k].mT.contiguous()
 
 
 def randomized_svd(A, rank, oversample=10, power_iters=2, generator=None):
-    """U, S, Vh with A ≈ U diag(S) Vh of rank k: Algorithm 5.1 on the Q of Algorithm 4.4, truncated.
+    """U, S, Vh with A ≈ U diag(S) Vh of rank k: Algorithm 5.1 on the Q of Algorithm
+    4.4, truncated.
 
-    Stage A: Q = range_finder(A, ℓ, q) with ℓ = min(k + p, m, n). Stage B: B = QᵀA (ℓ×n),
-    B = Ũ S Vh, U = QŨ, and keep the leading k triplets.
-    Cost: (2q + 2)·2mnℓ flops for the products plus O((m + n)ℓ²); 2q + 2 passes over A.
+    Stage A: Q = range_finder(A, ℓ, q) with ℓ = min(k + p, m, n). Stage B: B = QᵀA
+    (ℓ×n), B = Ũ S Vh, U = QŨ, and keep the leading k triplets. Cost: (2q + 2)·2mnℓ
+    flops for the products plus O((m + n)ℓ²); 2q + 2 passes over A.
     """
     ℓ = _check_svd_args(A, "A", rank, oversample, power_iters)
     return _svd(A, rank, ℓ, power_iters, generator)
 
 
 def randomized_low_rank(W, rank, oversample=10, power_iters=2, generator=None):
-    """U (m×r), V (r×n) with W ≈ UV from randomized_svd, in the form truncated_svd returns.
+    """U (m×r), V (r×n) with W ≈ UV from randomized_svd, in the form truncated_svd
+    returns.
 
     U = U_r diag(S_r), V = Vh_r. Cost: that of randomized_svd plus O(mr).
     """
@@ -212,8 +239,10 @@ def _check_factors(A, U, V):
 
 
 def _spectral_norm_estimate(R, block=16, steps=30):
-    """A lower bound on ‖R‖₂: the top Ritz value after `steps` of block subspace iteration."""
-    g = torch.Generator(device=R.device).manual_seed(0)  # fixed: the estimate is reproducible
+    """A lower bound on ‖R‖₂: the top Ritz value after `steps` of block subspace
+    iteration."""
+    # fixed seed: the estimate is reproducible
+    g = torch.Generator(device=R.device).manual_seed(0)
     X = torch.randn(R.shape[1], block, generator=g, device=R.device, dtype=R.dtype)
     for _ in range(steps):
         X = _orth(R.mT @ _orth(R @ X))
@@ -224,11 +253,12 @@ def spectral_error(A, U, V):
     """‖A − UV‖₂: exact when min(m, n) ≤ EXACT_NORM_MAX, else a stated estimate.
 
     Exact: the largest singular value of the residual R = A − UV, by a full SVD,
-    O(mn·min(m, n)) flops. Above EXACT_NORM_MAX that is too slow to repeat (≈1 min at 4096² in
-    float64 here), and we return the top Ritz value of 30 steps of block subspace iteration
-    (block 16, fixed seed) on R instead: a lower bound, 60 products with an n×16 block,
-    ≈ 2000mn flops. On 4096×4096 residuals with σ_j = 1/j (k = 20 and 200, q = 0 and 2) it
-    agreed with the exact norm to 1e-6 relative. Computed in A's dtype.
+    O(mn·min(m, n)) flops. Above EXACT_NORM_MAX that is too slow to repeat (≈1 min at
+    4096² in float64 here), and we return the top Ritz value of 30 steps of block
+    subspace iteration (block 16, fixed seed) on R instead: a lower bound, 60 products
+    with an n×16 block, ≈ 2000mn flops. On 4096×4096 residuals with σ_j = 1/j (k = 20
+    and 200, q = 0 and 2) it agreed with the exact norm to 1e-6 relative. Computed in
+    A's dtype.
     """
     _check_factors(A, U, V)
     R = A - U @ V
@@ -244,25 +274,29 @@ def frobenius_error(A, U, V):
 
 
 def hmt_expected_error(singular_values, k, p, q=0):
-    """Bound on E‖A − QQᵀA‖₂ for Q = range_finder(A, k + p, q): Theorem 10.6, Corollary 10.10.
+    """Bound on E‖A − QQᵀA‖₂ for Q = range_finder(A, k + p, q): Theorem 10.6,
+    Corollary 10.10.
 
     E‖(I − P_Y)A‖ ≤ [(1 + √(k/(p − 1)))·σ_{k+1}^(2q+1)
                      + (e√(k + p)/p)·(Σ_{j>k} σ_j^(2(2q+1)))^(1/2)]^(1/(2q+1)),
-    which for q = 0 is Theorem 10.6 and for q > 0 Corollary 10.10 (proved for exact arithmetic,
-    where Algorithms 4.3 and 4.4 give the same Q). Needs k ≥ 2, p ≥ 2, k + p ≤ min(m, n).
+    which for q = 0 is Theorem 10.6 and for q > 0 Corollary 10.10 (proved for exact
+    arithmetic, where Algorithms 4.3 and 4.4 give the same Q). Needs k ≥ 2, p ≥ 2,
+    k + p ≤ min(m, n).
     `singular_values` are all of A's, in any order. Cost: O(min(m, n)).
     """
     σ = torch.as_tensor(singular_values, dtype=torch.float64).cpu()
     _check(σ.ndim == 1, "singular_values", "a 1-D tensor", f"shape {tuple(σ.shape)}")
-    _check(bool(torch.isfinite(σ).all() & (σ >= 0).all()), "singular_values",
-           "finite and >= 0", f"values in [{σ.min().item()}, {σ.max().item()}]")
+    ok = bool(torch.isfinite(σ).all() & (σ >= 0).all())
+    _check(ok, "singular_values", "finite and >= 0",
+           f"values in [{σ.min().item()}, {σ.max().item()}]")
     _check_int(k, "k", 2, len(σ) - 2)
     _check_int(p, "p", 2, len(σ) - k)
     _check_int(q, "q", 0)
     σ = σ.sort(descending=True).values
     if σ[k] == 0:  # rank(A) ≤ k: Y captures range(A) exactly
         return 0.0
-    # the bound is homogeneous in σ; measuring σ in units of σ_{k+1} keeps σ^(2(2q+1)) finite
+    # the bound is homogeneous in σ; measuring σ in units of σ_{k+1} keeps σ^(2(2q+1))
+    # finite
     scale, σ, s = σ[k].item(), σ / σ[k], 2 * q + 1
     head = 1 + math.sqrt(k / (p - 1))
     tail = math.e * math.sqrt(k + p) / p * torch.sum(σ[k:] ** (2 * s)).sqrt().item()
