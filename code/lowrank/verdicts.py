@@ -1,0 +1,200 @@
+"""The sentences the post chooses from its measurements, one small function per verdict.
+
+    from lowrank.verdicts import times_faster
+    times_faster(18.3)        # '18× faster than'
+    times_faster(1.2)         # '1.2× faster than' (never "no less than" for a real speed-up)
+
+Every function returns Markdown text that is true for every input it accepts: a verdict the
+numbers cannot support is not written, and each branch has a unit test (tests/test_verdicts.py).
+The post's cells compute the numbers; these functions only choose the words.
+"""
+
+from collections.abc import Mapping, Sequence
+
+
+def _join(words: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    words = [str(w) for w in words]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _factor(x: float) -> str:
+    """A ratio as the post prints it: two significant digits below 10, whole numbers above."""
+    return f"{x:.0f}" if x >= 9.95 else f"{x:.1f}"
+
+
+def times_faster(ratio: float, tie: float = 1.05) -> str:
+    """How the method compares with a reference taking `ratio` times as long: 'N× faster than'.
+
+    Within a factor `tie` either way the two count as equally fast.
+    """
+    if ratio >= tie:
+        return f"{_factor(ratio)}× faster than"
+    if ratio > 1 / tie:
+        return "about as fast as"
+    return f"{_factor(1 / ratio)}× slower than"
+
+
+def below_bound(errors: Sequence[float], bounds: Sequence[float]) -> str:
+    """How many measured errors lie below their bound, as a count (a bound on the mean allows
+    single draws above it)."""
+    below = sum(e <= b for e, b in zip(errors, bounds, strict=True))
+    if below == len(errors):
+        return f"All {len(errors)} measured errors lie below their bound"
+    if below == 0:
+        return f"None of the {len(errors)} measured errors lies below its bound"
+    return f"{below} of the {len(errors)} measured errors lie below their bound"
+
+
+def power_iterations_needed(ratio_q0: float, threshold: float = 1.5) -> str:
+    """Whether the plain range finder's error, `ratio_q0` times the optimum, calls for q > 0."""
+    if ratio_q0 > threshold:
+        return "For a spectrum as flat as this one, the power iterations are not optional."
+    return (f"On this spectrum even the plain range finder is within a factor {threshold:g} "
+            "of the optimum.")
+
+
+def spectrum_cut(counts: Mapping[str, int], baseline: str, penalties: Mapping[str, str],
+                 fraction: float = 0.9) -> str:
+    """Which penalised models keep fewer than `fraction` of the baseline's singular values above
+    the threshold. `penalties` maps a model's name to its penalty's name ("L2")."""
+    cut = [name for name in penalties if counts[name] < fraction * counts[baseline]]
+    if not cut:
+        return "Neither penalty cuts the spectrum off at this level." if len(penalties) == 2 \
+            else "No penalty cuts the spectrum off at this level."
+    if len(cut) == len(penalties):
+        return ("Both penalties cut the spectrum off." if len(penalties) == 2
+                else "Every penalty cuts the spectrum off.")
+    named = _join(f"the {penalties[name]} penalty (`{name}`)" for name in cut)
+    return f"Only {named} {'cuts' if len(cut) == 1 else 'cut'} the spectrum off at this level."
+
+
+def needed_rank_change(ratio: float) -> str:
+    """A model's needed rank against the baseline's (`ratio` = model / baseline), in words;
+    a change by less than a fifth counts as none."""
+    if ratio <= 0.5:
+        return "clearly improves"
+    if ratio <= 0.8:
+        return "slightly improves"
+    return "worsens" if ratio >= 1.25 else "hardly changes"
+
+
+def erank_as_number(over: Sequence[float]) -> str:
+    """Whether the effective rank, `over` times the needed rank per model, predicts it as a
+    number: 'roughly' when every model is within a factor 2, else 'no'."""
+    return "roughly" if all(0.5 <= x <= 2 for x in over) else "no"
+
+
+def erank_as_ordering(erank: Mapping[str, float], needed: Mapping[str, int],
+                      distinct: float = 1.5) -> str:
+    """Whether the models sort the same way by effective rank as by needed rank.
+
+    Needed ranks that span less than a factor `distinct` are too close to order at all.
+    """
+    if max(needed.values()) < distinct * min(needed.values()):
+        return (f"the effective rank cannot be judged here: it spans a factor of "
+                f"{max(erank.values()) / min(erank.values()):.1f} across the models, while "
+                f"their needed ranks ({min(needed.values())} to {max(needed.values())}) are "
+                "too close to order them")
+    by_erank = sorted(erank, key=erank.get)
+    by_needed = sorted(needed, key=needed.get)
+    if by_erank == by_needed:
+        return ("it works in these runs: the models sort the same way by effective rank and by "
+                "needed rank")
+    return (f"it fails: the models sort differently by effective rank ({', '.join(by_erank)}) "
+            f"and by needed rank ({', '.join(by_needed)})")
+
+
+def rank_trend(ranks: Sequence[int], accuracies: Sequence[float]) -> str:
+    """How accuracy changes with the rank over all `ranks` (ascending), not only the ends."""
+    steps = [b - a for a, b in zip(accuracies, accuracies[1:])]
+    if all(s <= 0 for s in steps):
+        return "Lower ranks do at least as well as higher ones here"
+    if all(s >= 0 for s in steps):
+        return "Higher ranks do at least as well as lower ones here"
+    return (f"The accuracy does not change monotonically with the rank here (ranks "
+            f"{_join(ranks)})")
+
+
+def faster_up_to(break_even: int | None, ranks: Sequence[int]) -> str:
+    """Where the factorisation was faster, from `time_break_even`'s answer over timed `ranks`."""
+    if break_even is None:
+        return "at no rank we timed"
+    if break_even == ranks[-1]:
+        return f"at every rank we timed (up to {break_even})"
+    later = ranks[ranks.index(break_even) + 1]
+    return f"at every rank we timed up to {break_even} (not at {later})"
+
+
+def break_even_agreement(parameter: int, by_batch: Mapping[int, int | None],
+                         ranks: Sequence[int]) -> str:
+    """Whether the parameter break-even rank is also where the factorisation stops being faster.
+
+    For a batch size it is when the last faster rank timed is `parameter` and the next one is
+    slower; when the factorisation was faster at every rank up to a last one below or at
+    `parameter`, the grid cannot tell.
+    """
+    agree, unknown = [], []
+    for batch, r in by_batch.items():
+        if r == ranks[-1] and ranks[-1] <= parameter:
+            unknown.append(batch)
+        elif r == parameter:
+            agree.append(batch)
+    sizes = lambda batches: "batch size" + ("s " if len(batches) > 1 else " ") + _join(batches)
+    if unknown:
+        return (f"cannot be compared with the time break-even for {sizes(unknown)} (faster at "
+                "every rank we timed)")
+    if not agree:
+        return "not the time break-even for any batch size we timed"
+    if len(agree) == len(by_batch):
+        return "also the time break-even for every batch size we timed"
+    return f"the time break-even only for {sizes(agree)}"
+
+
+def randomized_gap(gap: float, within: float = 0.1) -> str:
+    """The worst mean accuracy loss, in points, of the randomized approximation against the SVD."""
+    if gap <= within:
+        return (f"as good as the exact truncated SVD for the network, within "
+                f"{'a tenth of a point' if within == 0.1 else f'{within:g} points'}")
+    return f"up to {gap:.2f} points worse than the exact truncated SVD for the network"
+
+
+def generalisation(train_loss: float, test_loss: float) -> str:
+    """The final training loss (eval mode) against the test loss."""
+    if train_loss < test_loss:
+        return ("below its test loss: the network fits the images it was trained on better than "
+                "unseen ones, the usual generalisation gap")
+    return "not below its test loss: no sign of overfitting"
+
+
+def dropout_ordering(total_fall: Mapping[float, float], per_epoch_holds: bool) -> str:
+    """Whether the effective rank falls further the lower the dropout probability."""
+    rates = sorted(total_fall)
+    if all(total_fall[a] > total_fall[b] for a, b in zip(rates, rates[1:])):
+        return ("In total the lower the dropout, the larger the fall"
+                + (", and in every single epoch." if per_epoch_holds
+                   else ", though not in every single epoch."))
+    return "The fall is not larger for every lower dropout probability."
+
+
+def adaptive_outcome(capped: int, runs: int, overshoot: Sequence[float], certified: bool) -> str:
+    """What the adaptive range finder did: runs stopped at the cap, and where it stopped by
+    itself, its rank against the optimal one and whether the error met the tolerance."""
+    parts = []
+    if capped:
+        parts.append(f"In {capped} of the {runs} runs the finder reached the break-even rank "
+                     "before it could certify the tolerance.")
+    if overshoot:
+        parts.append(f"Where it stopped on its own it found {min(overshoot):.1f} to "
+                     f"{max(overshoot):.1f} times the optimal rank, and its error was "
+                     + ("below the tolerance every time, as certified." if certified
+                        else "not always below the tolerance."))
+    else:
+        parts.append("It never stopped on its own below the break-even rank.")
+    if capped or max(overshoot) > 1.5:
+        parts.append("When the rank is the quantity we choose, as it is for compression, the "
+                     "fixed-rank range finder with power iterations is the better tool here.")
+    else:
+        parts.append("Here the certificate costs little, and the adaptive finder is a good way "
+                     "to choose the rank from a tolerance.")
+    return " ".join(parts)

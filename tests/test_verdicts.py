@@ -1,0 +1,167 @@
+"""Each verdict of the post, one test per branch, on synthetic measurements."""
+
+import pytest
+
+from lowrank import verdicts as v
+
+
+@pytest.mark.parametrize("ratio, words", [
+    (18.3, "18× faster than"), (1.2, "1.2× faster than"), (9.96, "10× faster than"),
+    (1.0, "about as fast as"), (0.97, "about as fast as"), (0.5, "2.0× slower than"),
+])
+def test_times_faster(ratio, words):
+    assert v.times_faster(ratio) == words
+
+
+def test_times_faster_never_understates_a_speed_up():
+    # the post's old wording said "no less than" for every speed-up below 1.5
+    for ratio in (1.06, 1.3, 1.49):
+        assert "faster" in v.times_faster(ratio)
+
+
+def test_below_bound_all():
+    assert v.below_bound([1, 2], [2, 2]) == "All 2 measured errors lie below their bound"
+
+
+def test_below_bound_some_gives_a_count():
+    assert v.below_bound([1, 3, 5], [2, 2, 6]) == "2 of the 3 measured errors lie below their bound"
+
+
+def test_below_bound_none():
+    assert v.below_bound([3], [2]) == "None of the 1 measured errors lies below its bound"
+
+
+def test_power_iterations_needed():
+    assert "not optional" in v.power_iterations_needed(3.0)
+    assert "within a factor 1.5" in v.power_iterations_needed(1.2)
+
+
+PENALTIES = {"model6": "L2", "model10": "L1"}
+
+
+def test_spectrum_cut_both():
+    assert v.spectrum_cut({"model0": 900, "model6": 400, "model10": 100}, "model0", PENALTIES) \
+        == "Both penalties cut the spectrum off."
+
+
+def test_spectrum_cut_only_one():
+    assert v.spectrum_cut({"model0": 900, "model6": 890, "model10": 100}, "model0", PENALTIES) \
+        == "Only the L1 penalty (`model10`) cuts the spectrum off at this level."
+
+
+def test_spectrum_cut_neither():
+    assert v.spectrum_cut({"model0": 900, "model6": 899, "model10": 950}, "model0", PENALTIES) \
+        == "Neither penalty cuts the spectrum off at this level."
+
+
+@pytest.mark.parametrize("ratio, words", [
+    (0.3, "clearly improves"), (0.7, "slightly improves"), (1.0, "hardly changes"),
+    (1.3, "worsens"),
+])
+def test_needed_rank_change(ratio, words):
+    assert v.needed_rank_change(ratio) == words
+
+
+def test_erank_as_number():
+    assert v.erank_as_number([0.6, 1.9]) == "roughly"
+    assert v.erank_as_number([3.0, 40.0]) == "no"
+    assert v.erank_as_number([0.1, 1.0]) == "no"
+
+
+def test_erank_as_ordering_too_close():
+    out = v.erank_as_ordering({"a": 10, "b": 100}, {"a": 20, "b": 25})
+    assert out.startswith("the effective rank cannot be judged here") and "20 to 25" in out
+
+
+def test_erank_as_ordering_same_order():
+    out = v.erank_as_ordering({"a": 10, "b": 100}, {"a": 5, "b": 50})
+    assert out.startswith("it works")
+
+
+def test_erank_as_ordering_fails_without_too():
+    out = v.erank_as_ordering({"a": 10, "b": 100}, {"a": 50, "b": 5})
+    assert out.startswith("it fails:") and "too" not in out.split(":")[0]
+    assert "(a, b)" in out and "(b, a)" in out
+
+
+def test_rank_trend_compares_every_rank_not_only_the_ends():
+    # ends equal, middle higher: neither "lower ranks do at least as well" nor the reverse
+    out = v.rank_trend([10, 20, 50, 100], [0.97, 0.98, 0.96, 0.97])
+    assert out.startswith("The accuracy does not change monotonically")
+
+
+def test_rank_trend_lower_and_higher():
+    assert v.rank_trend([10, 20, 50], [0.98, 0.98, 0.97]).startswith("Lower ranks")
+    assert v.rank_trend([10, 20, 50], [0.96, 0.97, 0.98]).startswith("Higher ranks")
+
+
+RANKS = [10, 100, 500, 800]
+
+
+def test_faster_up_to():
+    assert v.faster_up_to(None, RANKS) == "at no rank we timed"
+    assert v.faster_up_to(100, RANKS) == "at every rank we timed up to 100 (not at 500)"
+    assert v.faster_up_to(800, RANKS) == "at every rank we timed (up to 800)"
+
+
+def test_break_even_agreement_none():
+    assert v.break_even_agreement(500, {1: 100, 64: None}, RANKS) == \
+        "not the time break-even for any batch size we timed"
+
+
+def test_break_even_agreement_every():
+    assert v.break_even_agreement(500, {1: 500, 64: 500}, RANKS) == \
+        "also the time break-even for every batch size we timed"
+
+
+def test_break_even_agreement_some():
+    assert v.break_even_agreement(500, {1: 100, 64: 500, 4096: 500}, RANKS) == \
+        "the time break-even only for batch sizes 64 and 4096"
+
+
+def test_break_even_agreement_grid_cannot_tell():
+    # faster at every timed rank, the last one 500: whether 600 is slower was not measured
+    out = v.break_even_agreement(500, {1: 500, 64: 500}, [10, 100, 500])
+    assert out.startswith("cannot be compared") and "batch sizes 1 and 64" in out
+
+
+def test_break_even_agreement_faster_beyond_the_parameter_break_even():
+    assert v.break_even_agreement(500, {4096: 800}, RANKS).startswith("not the time break-even")
+
+
+def test_randomized_gap():
+    assert v.randomized_gap(0.05).startswith("as good as")
+    assert v.randomized_gap(-0.2).startswith("as good as")
+    assert v.randomized_gap(0.31) == "up to 0.31 points worse than the exact truncated SVD for the network"
+
+
+def test_generalisation():
+    assert v.generalisation(0.01, 0.06).startswith("below its test loss")
+    assert v.generalisation(0.07, 0.06).startswith("not below its test loss")
+
+
+def test_dropout_ordering():
+    fall = {0.0: 30.0, 0.25: 20.0, 0.5: 10.0}
+    assert v.dropout_ordering(fall, True).endswith("in every single epoch.")
+    assert v.dropout_ordering(fall, False).endswith("not in every single epoch.")
+    assert v.dropout_ordering({0.0: 10.0, 0.25: 20.0, 0.5: 5.0}, True).startswith("The fall is not")
+
+
+def test_adaptive_outcome_capped():
+    out = v.adaptive_outcome(2, 5, [1.2, 1.3, 1.4], True)
+    assert out.startswith("In 2 of the 5 runs") and "better tool" in out
+
+
+def test_adaptive_outcome_never_stopped():
+    out = v.adaptive_outcome(5, 5, [], True)
+    assert "never stopped on its own" in out and "better tool" in out
+
+
+def test_adaptive_outcome_cheap_certificate():
+    out = v.adaptive_outcome(0, 3, [1.1, 1.2, 1.3], True)
+    assert "as certified" in out and "costs little" in out
+
+
+def test_adaptive_outcome_uncertified_and_large_overshoot():
+    out = v.adaptive_outcome(0, 3, [1.1, 2.0], False)
+    assert "not always below the tolerance" in out and "better tool" in out
