@@ -54,8 +54,8 @@ for p in (0.0, 0.25):
 
 DESCRIPTIONS = {
     "model0": "baseline",
-    "model6": "L2 penalty, smaller batch size, higher learning rate, 20 epochs",
-    "model10": "L1 penalty, less dropout, higher γ, 20 epochs",
+    "model6": "L2 penalty, smaller batch size, higher learning rate",
+    "model10": "L1 penalty, less dropout, higher γ",
     **{f"lowrank{r}": f"baseline with W trained as U V of rank {r}" for r in (10, 20, 50, 100)},
     **{f"dropout{p}": f"baseline with dropout {p / 100:g}" for p in (0, 25)},
 }
