@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from lowrank import FactorisedEvaluator, LowRankLinear, MnistFCNet, evaluate, factorised
@@ -81,3 +82,50 @@ def test_factorised_training_variant_has_rank_r_and_fewer_parameters():
     assert dense - sum(p.numel() for p in net.parameters()) == 1000 * 1000 - 5 * 2000
     x, _ = batch()
     assert net(x).shape == (32, 10)
+
+
+BAD_CONSTRUCTIONS = {  # id -> (call, the argument's name)
+    "dropout 1": (lambda: MnistFCNet(dropout=1.0), "dropout"),
+    "dropout nan": (lambda: MnistFCNet(dropout=float("nan")), "dropout"),
+    "dropout True": (lambda: MnistFCNet(dropout=True), "dropout"),
+    "rank 0": (lambda: MnistFCNet(rank=0), "rank"),
+    "rank 2000": (lambda: MnistFCNet(rank=2000), "rank"),
+    "hidden 0": (lambda: MnistFCNet(hidden=0), "hidden"),
+    "bias length": (lambda: LowRankLinear(torch.ones(6, 3), torch.ones(3, 5), torch.ones(5)), "bias"),
+    "nan U": (lambda: LowRankLinear(torch.full((6, 3), float("nan")), torch.ones(3, 5)), "U"),
+    "inf bias": (lambda: LowRankLinear(torch.ones(6, 3), torch.ones(3, 5), torch.full((6,), float("inf"))), "bias"),
+    "mixed V": (lambda: LowRankLinear(torch.ones(6, 3), torch.ones(3, 5, dtype=torch.float64)), "V"),
+    "mixed bias": (lambda: LowRankLinear(torch.ones(6, 3), torch.ones(3, 5), torch.ones(6, dtype=torch.float64)), "bias"),
+    "shapes": (lambda: LowRankLinear(torch.ones(6, 3), torch.ones(4, 5)), "U and V"),
+    "1-D U": (lambda: LowRankLinear(torch.ones(6), torch.ones(3, 5)), "U"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONSTRUCTIONS.values(), ids=BAD_CONSTRUCTIONS.keys())
+def test_bad_construction_raises_a_one_line_value_error_naming_the_argument(case):
+    call, name = case
+    with pytest.raises(ValueError) as error:
+        call()
+    message = str(error.value)
+    assert message.startswith(f"{name} must be ") and ", got " in message and "\n" not in message
+
+
+def test_evaluator_rejects_nan_images_empty_sets_and_mismatched_factors():
+    net = make_net()
+    x, y = batch()
+    nan_x = x.clone()
+    nan_x[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="^x must be finite"):
+        FactorisedEvaluator(net, nan_x, y)
+    with pytest.raises(ValueError, match="^x must be non-empty"):
+        FactorisedEvaluator(net, x[:0], y[:0])  # was a division by zero
+    with pytest.raises(ValueError, match="^y must be 32 integer labels"):
+        FactorisedEvaluator(net, x, y[:5])
+    ev = FactorisedEvaluator(net, x, y)
+    U, V = torch.zeros(1000, 2), torch.zeros(2, 1000)
+    with pytest.raises(ValueError, match="^U must be finite"):
+        ev(torch.full((1000, 2), float("nan")), V)
+    with pytest.raises(ValueError, match=r"^U, V must be of shapes \(1000, r\) and \(r, 1000\)"):
+        ev(U, V[:, :10])
+    with pytest.raises(ValueError, match="^U, V must be torch.float32 like the model"):
+        ev(U.double(), V.double())

@@ -14,6 +14,7 @@ from lowrank.randomized import (
     compression_ratio,
     frobenius_error,
     hmt_expected_error,
+    least_tolerance,
     randomized_low_rank,
     randomized_svd,
     range_finder,
@@ -130,6 +131,43 @@ def test_adaptive_range_finder_meets_tol_with_close_to_the_numerical_rank(tol):
     # oversampling that any Gaussian range finder needs (the p of Theorem 10.6).
     threshold = tol / (10 * math.sqrt(2 / math.pi))
     assert int((σ > tol).sum()) <= Q.shape[1] <= int((σ > threshold).sum()) + 2 * block
+
+
+def halving(n=N):  # σ_j = 2^-j: float32 resolves only the first ~24
+    return 2.0 ** -torch.arange(1, n + 1, dtype=torch.float64)
+
+
+def test_adaptive_range_finder_certifies_the_least_tolerance_it_accepts():
+    A = with_spectrum(halving(), dtype=torch.float32)  # the issue's 200×150 float32 case
+    least = least_tolerance(A)
+    assert 1e-6 < least < 1e-4  # 1e-6 is below it: 150 columns and error 0.055 before
+    for seed in range(3):
+        Q = adaptive_range_finder(A, least, generator=gen(seed))
+        assert Q.shape[1] < 40  # stopped on its own, far below min(m, n) = 150
+        assert projection_error(A.double(), Q.double()) <= least
+        I = torch.eye(Q.shape[1])
+        assert torch.linalg.matrix_norm(Q.mT @ Q - I, ord=2) < 1e-5
+
+
+@pytest.mark.parametrize("tol", [1e-6, "just below"])
+def test_adaptive_range_finder_rejects_a_tolerance_below_machine_precision(tol):
+    A = with_spectrum(halving(), dtype=torch.float32)
+    least = least_tolerance(A)
+    tol = math.nextafter(least, 0) if tol == "just below" else tol
+    with pytest.raises(ValueError, match=rf"^tol must be >= {least:.3g} for this float32 A"):
+        adaptive_range_finder(A, tol, generator=gen(0))
+    # float64 resolves 2^-j far below 1e-6: the same tolerance is accepted and met there
+    A64 = with_spectrum(halving())
+    assert least_tolerance(A64) < 1e-12
+    assert projection_error(A64, adaptive_range_finder(A64, 1e-6, generator=gen(0))) <= 1e-6
+
+
+def test_truncated_svd_refuses_a_largest_singular_value_beyond_the_dtype():
+    W = torch.full((4, 3), 3e38)  # σ₁ = 3e38·√12 > float32's 3.4e38: U = A_r S_r is inf
+    with pytest.raises(ValueError, match=r"^W must be scaled to σ₁ <= 3.4e\+38, got σ₁ = inf$"):
+        truncated_svd(W, 2)
+    U, V = truncated_svd(W.double(), 2)  # float64 holds it
+    assert torch.isfinite(U).all() and torch.isfinite(V).all()
 
 
 def test_adaptive_range_finder_stops_at_max_rank():
@@ -261,6 +299,8 @@ NAN[3, 4], INF[0, 0] = float("nan"), -float("inf")
 BAD_MATRICES = {
     "1-D": torch.randn(10), "3-D": torch.randn(2, 3, 4), "empty": torch.empty(0, 5),
     "nan": NAN, "inf": INF, "int": torch.ones(4, 4, dtype=torch.int64), "list": [[1.0, 2.0]],
+    "bool": torch.ones(4, 4, dtype=torch.bool), "half": torch.ones(4, 4, dtype=torch.half),
+    "complex": torch.ones(4, 4, dtype=torch.complex64),
 }
 MATRIX_FUNCTIONS = {  # name -> (function of the matrix, the argument's name)
     "truncated_svd": (lambda A: truncated_svd(A, 1), "W"),
@@ -297,6 +337,20 @@ BAD_ARGUMENTS = {  # id -> (call, the argument's name)
     "hmt k 1": (lambda: hmt_expected_error(harmonic(), 1, 5), "k"),
     "hmt q -1": (lambda: hmt_expected_error(harmonic(), 10, 5, -1), "q"),
     "hmt negative σ": (lambda: hmt_expected_error(-harmonic(), 10, 5), "singular_values"),
+    "hmt empty": (lambda: hmt_expected_error(torch.empty(0), 2, 2), "singular_values"),
+    "hmt text": (lambda: hmt_expected_error("1 2 3 4", 2, 2), "singular_values"),
+    "hmt list of text": (lambda: hmt_expected_error(["a"] * 6, 2, 2), "singular_values"),
+    "hmt complex": (lambda: hmt_expected_error(harmonic().to(torch.complex128), 10, 5),
+                    "singular_values"),
+    "tol True": (lambda: adaptive_range_finder(A_OK, True), "tol"),
+    "tol string": (lambda: adaptive_range_finder(A_OK, "0.1"), "tol"),
+    **{f"{name} generator=0": (call, "generator") for name, call in {
+        "range_finder": lambda: range_finder(A_OK, 2, generator=0),
+        "adaptive": lambda: adaptive_range_finder(A_OK, 0.1, generator=0),
+        "srft": lambda: srft_range_finder(A_OK, 2, generator=0),
+        "rsvd": lambda: randomized_svd(A_OK, 2, generator=0),
+        "low rank": lambda: randomized_low_rank(A_OK, 2, generator=0),
+    }.items()},
 }
 
 

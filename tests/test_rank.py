@@ -70,6 +70,11 @@ def test_numerical_rank_counts_singular_values_above_tolerance():
         (torch.zeros(3, 3), "all zeros"),
         (torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), "finite"),
         (torch.tensor([[1.0, float("inf")], [0.0, 1.0]]), "finite"),
+        (torch.eye(3, dtype=torch.complex64), "float32 or float64"),  # randomized.py agrees
+        (torch.eye(3, dtype=torch.int64), "float32 or float64"),
+        (torch.eye(3, dtype=torch.bool), "float32 or float64"),
+        (torch.eye(3, dtype=torch.half), "float32 or float64"),
+        ([[1.0, 0.0], [0.0, 1.0]], "torch.Tensor"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(f, bad, message):
@@ -77,6 +82,7 @@ def test_bad_input_is_rejected_with_a_clear_message(f, bad, message):
         f(bad)
 
 
-def test_numerical_rank_rejects_bad_tolerance():
-    with pytest.raises(ValueError, match="rtol"):
-        numerical_rank(torch.eye(3), rtol=-1.0)
+@pytest.mark.parametrize("rtol", [-1.0, 1.0, True, float("nan"), "0.1"])
+def test_numerical_rank_rejects_bad_tolerance(rtol):
+    with pytest.raises(ValueError, match=r"^rtol must be None or a number in \[0, 1\), got "):
+        numerical_rank(torch.eye(3), rtol=rtol)

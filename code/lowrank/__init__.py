@@ -15,6 +15,7 @@ from lowrank.randomized import (
     compression_ratio,
     frobenius_error,
     hmt_expected_error,
+    least_tolerance,
     randomized_low_rank,
     randomized_svd,
     range_finder,
@@ -31,7 +32,7 @@ __all__ = [
     "effective_rank", "stable_rank", "numerical_rank",
     "truncated_svd", "compression_ratio", "range_finder", "adaptive_range_finder",
     "srft_range_finder", "randomized_svd", "randomized_low_rank",
-    "spectral_error", "frobenius_error", "hmt_expected_error",
+    "spectral_error", "frobenius_error", "hmt_expected_error", "least_tolerance",
     "TrainConfig", "train",
     "EXPERIMENTS", "describe", "is_cached", "load_or_train", "quick_mode",
 ]

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lowrank.checks import all_finite, check, check_int, check_matrix, is_real
+
 
 class MnistFCNet(nn.Module):
     """784-1000-1000-10 feed-forward net: ReLU, dropout after each hidden layer,
@@ -18,6 +20,11 @@ class MnistFCNet(nn.Module):
     def __init__(self, hidden: int = 1000, dropout: float = 0.5,
                  rank: int | None = None):
         super().__init__()
+        check_int(hidden, "hidden", 1)
+        ok = is_real(dropout) and 0 <= dropout < 1
+        check(ok, "dropout", "a number in [0, 1)", repr(dropout))
+        if rank is not None:
+            check_int(rank, "rank", 1, hidden)
         self.fc1 = nn.Linear(784, hidden)
         # W, the matrix we compress
         if rank is None:
@@ -52,9 +59,15 @@ class LowRankLinear(nn.Module):
     def __init__(self, U: torch.Tensor, V: torch.Tensor,
                  bias: torch.Tensor | None = None):
         super().__init__()
-        if U.ndim != 2 or V.ndim != 2 or U.shape[1] != V.shape[0]:
-            raise ValueError(f"U and V must be m x r and r x n, "
-                             f"got {tuple(U.shape)} and {tuple(V.shape)}")
+        (m, r), _ = check_matrix(U, "U"), check_matrix(V, "V")  # finite, float32/64
+        shapes = f"{tuple(U.shape)} and {tuple(V.shape)}"
+        check(V.shape[0] == r, "U and V", "m x r and r x n", shapes)
+        for name, t in {"V": V, "bias": bias if bias is not None else U}.items():
+            got = f"{t.dtype} on {t.device}"
+            check((t.dtype, t.device) == (U.dtype, U.device), name, "like U's", got)
+        if bias is not None:
+            check(bias.shape == (m,), "bias", f"of shape ({m},)", tuple(bias.shape))
+            check(all_finite(bias), "bias", "finite", "NaN or inf entries")
         self.U = nn.Parameter(U.detach().clone())
         self.V = nn.Parameter(V.detach().clone())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
@@ -116,11 +129,24 @@ class FactorisedEvaluator:
 
     @torch.no_grad()
     def __init__(self, model: MnistFCNet, x: torch.Tensor, y: torch.Tensor):
+        # non-empty and finite: NaN images would score a plausible accuracy
+        check_matrix(x, "x")
+        tensor = isinstance(y, torch.Tensor)
+        got = f"{y.dtype} of shape {tuple(y.shape)}" if tensor else type(y).__name__
+        ok = tensor and y.shape == (len(x),) and not y.is_floating_point()
+        check(ok, "y", f"{len(x)} integer labels", got)
         self.model, self.y = model, y
         self.h = F.relu(model.fc1(x))  # dropout is the identity at evaluation
 
     @torch.no_grad()
     def __call__(self, U: torch.Tensor, V: torch.Tensor) -> tuple[float, float]:
+        m, n = self.model.fc3.in_features, self.h.shape[1]
+        check_matrix(U, "U"), check_matrix(V, "V")
+        ok = U.shape[0] == m and V.shape[1] == n and U.shape[1] == V.shape[0]
+        check(ok, "U, V", f"of shapes ({m}, r) and (r, {n})",
+              f"{tuple(U.shape)} and {tuple(V.shape)}")
+        check(U.dtype == V.dtype == self.h.dtype, "U, V",
+              f"{self.h.dtype} like the model", f"{U.dtype} and {V.dtype}")
         z = F.relu((self.h @ V.T) @ U.T + self.model.fc2.bias)
         return self._score(z)
 

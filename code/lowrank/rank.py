@@ -7,19 +7,13 @@
 
 import torch
 
+from lowrank.checks import check, check_matrix, is_real
+
 
 def singular_values(W: torch.Tensor) -> torch.Tensor:
     """The singular values s_1 >= s_2 >= ... of W, in float64 on the CPU; rejects degenerate input."""
-    if not isinstance(W, torch.Tensor):
-        raise ValueError(f"W must be a torch.Tensor, got {type(W).__name__}")
-    if W.ndim != 2:
-        raise ValueError(f"W must be a 2-D matrix, got shape {tuple(W.shape)}")
-    if W.numel() == 0:
-        raise ValueError(f"W must be non-empty, got shape {tuple(W.shape)}")
-    W = W.detach().to(device="cpu", dtype=torch.float64)
-    if not torch.isfinite(W).all():
-        raise ValueError("W must have only finite entries, got NaN or inf")
-    s = torch.linalg.svdvals(W)
+    check_matrix(W, "W")  # the same input randomized.py accepts: real float32/float64
+    s = torch.linalg.svdvals(W.detach().to(device="cpu", dtype=torch.float64))
     if s[0] == 0:
         raise ValueError("W must not be all zeros: its rank notions are undefined")
     return s
@@ -49,9 +43,9 @@ def numerical_rank(W: torch.Tensor, rtol: float | None = None) -> int:
     The default rtol = max(m, n) * eps(float32) is the usual threshold for a float32 matrix
     (numpy.linalg.matrix_rank uses the same rule with the input's own eps).
     """
+    ok = rtol is None or (is_real(rtol) and 0 <= rtol < 1)
+    check(ok, "rtol", "None or a number in [0, 1)", repr(rtol))
     s = singular_values(W)
     if rtol is None:
         rtol = max(W.shape) * torch.finfo(torch.float32).eps
-    if not (isinstance(rtol, (int, float)) and 0 <= rtol < 1):
-        raise ValueError(f"rtol must be a number in [0, 1), got {rtol!r}")
     return int((s > rtol * s[0]).sum())
