@@ -20,6 +20,10 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 NOT_PROJECT = (".git", ".venv", "_site", ".quarto", ".cache", "data", ".pytest_cache", "__pycache__")
 
 
+# what .github/workflows/publish.yml writes into _quarto-pages.yml, with stand-in addresses
+PAGES_PROFILE = ('website:\n  site-url: "https://example.org/lowrank/"\n'
+                 '  repo-url: "https://github.com/example/lowrank"\n')
+
 # lines for the end of the test report: render time, measured widths (test_render.py adds them)
 MEASURED: list[str] = []
 
@@ -100,6 +104,8 @@ def rendered_site(tmp_path_factory) -> Path:
     if quarto is None:
         skip_or_fail("quarto is not on PATH; .ci/run installs it and then runs the render tests")
     copy = copy_project(tmp_path_factory.mktemp("project"))
+    # the profile publish.yml writes, with stand-in addresses: feed, citation URL, source links
+    (copy / "_quarto-pages.yml").write_text(PAGES_PROFILE)
     env = {
         **os.environ,
         "LOWRANK_QUICK": "1",
@@ -108,6 +114,7 @@ def rendered_site(tmp_path_factory) -> Path:
         "PYTHONPATH": os.pathsep.join([str(copy / "code"), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "MNIST_DATA_DIR": os.environ.get("MNIST_DATA_DIR") or str(ROOT / "data"),
+        "QUARTO_PROFILE": "pages",
     }
     start = time.perf_counter()
     done = subprocess.run([quarto, "render"], cwd=copy, env=env, capture_output=True, text=True,
