@@ -1,12 +1,17 @@
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lowrank import MnistFCNet, TrainConfig, train
-from lowrank.train import weight_penalty
+from lowrank.train import StackedNets, dropout_mask, dropout_seed, weight_penalty
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def without_seconds(history):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds")} for r in history]
 
 
 @pytest.mark.parametrize("penalty, expected", [("l2", lambda w, lam: 2 * lam * w), ("l1", lambda w, lam: lam * w.sign())])
@@ -48,7 +53,9 @@ def test_history_records_what_the_post_plots(mnist):
     assert [r["epoch"] for r in history] == [1, 2]
     assert [r["lr"] for r in history] == [1e-3, 5e-4]  # StepLR(step_size=1, gamma)
     for r in history:
-        assert set(r) == {"epoch", "lr", "train_loss", "test_loss", "test_acc", "erank", "srank", "seconds"}
+        assert set(r) == {"epoch", "lr", "train_loss", "test_loss", "test_acc", "erank", "srank", "seconds",
+                          "train_seconds"}
+        assert 0 < r["train_seconds"] < r["seconds"]  # the loop alone, without evaluation and SVDs
         assert 0 < r["test_acc"] <= 1 and 1 <= r["srank"] <= r["erank"] <= 1000
 
 
@@ -68,3 +75,77 @@ def test_penalty_of_a_factorised_layer_falls_on_its_factors():
     weight_penalty(net, "l2", lam).backward()
     assert torch.allclose(net.fc2.U.grad, 2 * lam * net.fc2.U.detach())
     assert torch.allclose(net.fc2.V.grad, 2 * lam * net.fc2.V.detach())
+
+
+@pytest.mark.parametrize("p", [0.2, 0.25, 0.5, 0.9])
+def test_dropout_mask_is_an_unbiased_scaled_bernoulli(p):
+    n = 1_000_000
+    mask = dropout_mask((n,), p, torch.Generator().manual_seed(0))
+    q = round((1 - p) * 2**32) / 2**32
+    assert abs(q - (1 - p)) <= 2**-33
+    values = mask.unique().tolist()
+    assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / q, rel=1e-7)
+    kept = (mask > 0).double()
+    sigma = math.sqrt(q * (1 - q) / n)
+    assert abs(kept.mean().item() - q) < 5 * sigma  # keep probability q
+    assert abs(mask.double().mean().item() - 1) < 5 * sigma / q  # E[mask] = 1: unbiased
+    # the two int32 halves of each 64-bit word are independent: neighbours kept together with q^2
+    both = (kept[0::2] * kept[1::2]).mean().item()
+    assert abs(both - q * q) < 5 * math.sqrt(q * q * (1 - q * q) / (n // 2))
+
+
+def test_dropout_mask_for_the_post_probabilities_is_exact():
+    for p, scale in [(0.25, 4 / 3), (0.5, 2.0)]:
+        mask = dropout_mask((1000,), p, torch.Generator().manual_seed(1))
+        assert mask.max().item() == pytest.approx(scale, rel=1e-7)
+
+
+def test_dropout_mask_is_reproducible_and_seeds_differ():
+    a = dropout_mask((64, 1000), 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(a, dropout_mask((64, 1000), 0.5, torch.Generator().manual_seed(0)))
+    assert not torch.equal(a, dropout_mask((64, 1000), 0.5, torch.Generator().manual_seed(1)))
+    assert dropout_seed(0) != dropout_seed(1) and dropout_seed(0) % 2**32 != 0  # not the shuffle's seed
+
+
+@pytest.mark.parametrize("rank, penalty, dropout", [(None, None, 0.5), (None, "l2", 0.2), (20, "l1", 0.5), (None, None, 0.0)])
+def test_step_gradients_equal_autograd_through_mnistfcnet(mnist, rank, penalty, dropout):
+    """The hand-written backward pass against autograd (the oracle), with the same dropout masks."""
+    config = TrainConfig(rank=rank, penalty=penalty, lam=1e-3 if penalty else 0.0, dropout=dropout)
+    nets = StackedNets(config, [0], torch.device("cpu"))
+    nets.optimizer.step = lambda: None  # keep the gradients, skip the update
+    x, y = mnist.train_x[:64], mnist.train_y[:64]
+    nll = nets.step(x[None], y[None])
+
+    torch.manual_seed(0)
+    net = MnistFCNet(rank=rank)
+    g = torch.Generator().manual_seed(dropout_seed(0))
+    masks = [dropout_mask((64, 1000), dropout, g) if dropout else 1.0 for _ in range(2)]
+    h = F.relu(net.fc1(x)) * masks[0]
+    h = F.relu(net.fc2(h)) * masks[1]
+    reference = F.nll_loss(F.log_softmax(net.fc3(h), dim=1), y)
+    (reference + weight_penalty(net, penalty, config.lam)).backward()
+
+    assert nll.item() == pytest.approx(reference.item(), rel=1e-6)
+    for name, p in nets.params.items():
+        expected = net.get_parameter(name).grad
+        assert torch.allclose(p.grad[0].reshape(expected.shape), expected, rtol=1e-5, atol=1e-7), name
+
+
+def test_stacked_members_start_as_seeded_mnistfcnets():
+    nets = StackedNets(TrainConfig(rank=10), [3, 7], torch.device("cpu"))
+    for s, seed in enumerate([3, 7]):
+        torch.manual_seed(seed)
+        fresh = MnistFCNet(rank=10)
+        for (name, a), b in zip(nets.member(s).named_parameters(), fresh.parameters()):
+            assert torch.equal(a, b), name
+
+
+@CUDA
+def test_training_runs_on_cuda(mnist):
+    cpu_model, cpu_history = train(TrainConfig(epochs=1, train_subset=2000), mnist, device="cpu")
+    model, history = train(TrainConfig(epochs=1, train_subset=2000), mnist, device="cuda")
+    assert next(model.parameters()).device.type == "cpu"  # returned on the CPU, as documented
+    # other dropout stream (Philox), same model: the same accuracy within a few points
+    assert abs(history[0]["test_acc"] - cpu_history[0]["test_acc"]) < 0.05
+    mask = dropout_mask((1_000_000,), 0.5, torch.Generator("cuda").manual_seed(0))
+    assert mask.device.type == "cuda" and abs(mask.mean().item() - 1) < 5 * 0.001

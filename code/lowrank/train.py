@@ -2,15 +2,20 @@
 
     from lowrank import TrainConfig, load_mnist, train
     model, history = train(TrainConfig(epochs=5), load_mnist())
+
+The step is MnistFCNet's forward and backward pass written out by hand for S stacked copies
+(StackedNets); train() trains one, lowrank.seeds.train_seeds several seeds at once.
 """
 
+import copy
+import hashlib
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lowrank.data import Mnist
@@ -67,6 +72,7 @@ def weight_penalty(model: MnistFCNet, penalty: str | None, lam: float) -> torch.
 
     With l2 this adds 2 lam w to each weight's gradient before Adam rescales it, which is *not*
     the decoupled weight decay of AdamW (nor the SGD weight decay analysed by Galanti et al.).
+    The training step adds exactly this gradient by hand (StackedNets._add_penalty_grads).
     """
     middle = [model.fc2.weight] if isinstance(model.fc2, nn.Linear) else [model.fc2.U, model.fc2.V]
     weights = [model.fc1.weight, *middle, model.fc3.weight]
@@ -81,6 +87,159 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def dropout_seed(seed: int) -> int:
+    """The seed of a model's dropout generator: derived from `seed`, apart from its shuffle seed.
+
+    (The CPU generator keeps only the low 32 bits of a seed, so seed + 2**32 would collide.)
+    """
+    return int.from_bytes(hashlib.sha256(f"dropout {seed}".encode()).digest()[:4], "little")
+
+
+def dropout_mask(shape: tuple[int, ...], p: float, generator: torch.Generator) -> torch.Tensor:
+    """An inverted-dropout mask: 1/q with probability q, else 0, so that E[mask] = 1 exactly.
+
+    q = round(2^32 (1 - p)) / 2^32, within 2^-33 of 1 - p and equal to it when 2^32 p is an
+    integer (p = 0, 0.25, 0.5). Each entry costs 32 random bits, compared as an int32 with
+    an integer threshold: the generator's 64-bit words are split in two, and no float uniform
+    is formed. nn.Dropout's bernoulli_ costs ~3x more here, torch.rand(...) < q ~2x.
+    """
+    n = math.prod(shape)
+    words = torch.empty((n + 1) // 2, dtype=torch.int64, device=generator.device)
+    bits = words.random_(-(2**63), None, generator=generator).view(torch.int32)[:n].view(shape)  # all 64 bits
+    kept = round((1 - p) * 2**32)  # of the 2^32 values of an int32, the lowest `kept` keep their unit
+    return (bits < kept - 2**31).float().mul_(2**32 / kept)
+
+
+class StackedNets:
+    """S MnistFCNets of one shape, stored member-first as stacked tensors and trained by one batched step.
+
+    The forward and backward passes are written out with batched matrix products (torch.bmm over
+    the S members), the same maths as autograd through MnistFCNet with the same masks
+    (tests/test_train.py checks the gradients against it). Written by hand, every weight gradient
+    goes straight into Adam's buffer (no autograd graph, no accumulation pass, no allocation)
+    and ReLU, dropout and their gradients take one pass each. train() is the case S = 1.
+
+    Member s starts exactly as train() starts with seed s (torch.manual_seed(s), then
+    MnistFCNet) and draws its data order and its dropout masks from generators of its own.
+    """
+
+    def __init__(self, config: TrainConfig, seeds: list[int], device: torch.device):
+        self.config, self.seeds, self.device = config, list(seeds), device
+        nets = []
+        for seed in self.seeds:
+            torch.manual_seed(seed)
+            nets.append(MnistFCNet(config.hidden, config.dropout, config.rank))
+        self.template = nets[0]
+        # biases are stored as (S, 1, out) rows, so that baddbmm adds them to every image of a batch
+        self.params = _stack(nets, device)
+        for p in self.params.values():
+            p.grad = torch.zeros_like(p)
+        # fused: one kernel per step for all parameters; Adam is elementwise, so S members
+        # stacked in one tensor are S independent Adams
+        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=config.lr, fused=True)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=config.gamma)
+        self.shuffles = [torch.Generator().manual_seed(s) for s in self.seeds]
+        self.droppers = [torch.Generator(device).manual_seed(dropout_seed(s)) for s in self.seeds]
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def member(self, s: int) -> MnistFCNet:
+        """Member s as an MnistFCNet of its own (a copy, on this device, in eval mode)."""
+        net = copy.deepcopy(self.template).to(self.device)
+        net.load_state_dict({name: p[s].reshape(net.get_parameter(name).shape) for name, p in self.params.items()})
+        return net.eval()
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One Adam step of every member on its batch (x: S x B x 784, y: S x B); the mean NLL of each."""
+        P, rank = self.params, self.config.rank
+        h1, m1 = self._relu_dropout(torch.baddbmm(P["fc1.bias"], x, P["fc1.weight"].mT))
+        if rank is None:
+            a2 = torch.baddbmm(P["fc2.bias"], h1, P["fc2.weight"].mT)
+        else:
+            t = torch.bmm(h1, P["fc2.V"].mT)  # never form U V
+            a2 = torch.baddbmm(P["fc2.bias"], t, P["fc2.U"].mT)
+        h2, m2 = self._relu_dropout(a2)
+        logp = torch.log_softmax(torch.baddbmm(P["fc3.bias"], h2, P["fc3.weight"].mT), dim=2)
+        nll = -logp.gather(2, y.unsqueeze(2)).mean(dim=(1, 2))
+
+        # backward of the mean NLL over the batch: d nll / d z = (softmax(z) - onehot(y)) / B
+        dz = logp.exp_().scatter_add_(2, y.unsqueeze(2), torch.full(y.unsqueeze(2).shape, -1.0, device=y.device))
+        dz.div_(x.shape[1])
+        self._linear_grads("fc3", dz, h2)
+        da2 = self._relu_dropout_grad(torch.bmm(dz, P["fc3.weight"]), h2, m2)
+        if rank is None:
+            self._linear_grads("fc2", da2, h1)
+            dh1 = torch.bmm(da2, P["fc2.weight"])
+        else:
+            torch.bmm(da2.mT, t, out=P["fc2.U"].grad)
+            torch.sum(da2, dim=1, keepdim=True, out=P["fc2.bias"].grad)
+            dt = torch.bmm(da2, P["fc2.U"])
+            torch.bmm(dt.mT, h1, out=P["fc2.V"].grad)
+            dh1 = torch.bmm(dt, P["fc2.V"])
+        self._linear_grads("fc1", self._relu_dropout_grad(dh1, h1, m1), x)  # x needs no gradient
+        self._add_penalty_grads()
+        self.optimizer.step()
+        return nll
+
+    def _relu_dropout(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """h = dropout(relu(a)), in place, and the mask (None without dropout)."""
+        h = a.clamp_min_(0)
+        if self.config.dropout == 0:
+            return h, None
+        mask = torch.stack([dropout_mask(h.shape[1:], self.config.dropout, g) for g in self.droppers])
+        return h.mul_(mask), mask
+
+    @staticmethod
+    def _relu_dropout_grad(dh: torch.Tensor, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """d/da of dropout(relu(a)): dh * mask where the unit is on (h > 0), else 0.
+
+        h > 0 exactly where a > 0 and the unit was kept, so ReLU's own backward kernel
+        (threshold_backward, 0 at a = 0 as in autograd) applies both in one pass.
+        """
+        return torch.ops.aten.threshold_backward(dh if mask is None else dh.mul_(mask), h, 0)
+
+    def _linear_grads(self, layer: str, da: torch.Tensor, inputs: torch.Tensor) -> None:
+        torch.bmm(da.mT, inputs, out=self.params[f"{layer}.weight"].grad)
+        torch.sum(da, dim=1, keepdim=True, out=self.params[f"{layer}.bias"].grad)
+
+    def _add_penalty_grads(self) -> None:
+        """The gradient of weight_penalty: 2 lam w (l2) or lam sign(w) (l1) on every weight, no bias."""
+        penalty, lam = self.config.penalty, self.config.lam
+        if penalty is None or lam == 0:
+            return
+        for name, w in self.params.items():
+            if not name.endswith("bias"):
+                w.grad.add_(w, alpha=2 * lam) if penalty == "l2" else w.grad.add_(w.sign(), alpha=lam)
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume training bit-for-bit (CPU tensors)."""
+        return dict(
+            params={k: v.detach().cpu().clone() for k, v in self.params.items()},
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            shuffle_rng=[g.get_state() for g in self.shuffles], dropout_rng=[g.get_state() for g in self.droppers],
+        )
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                self.params[k].copy_(v)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for g, s in zip(self.shuffles, state["shuffle_rng"]):
+            g.set_state(s)
+        for g, s in zip(self.droppers, state["dropout_rng"]):
+            g.set_state(s)
+
+
+def _stack(nets: list[MnistFCNet], device: torch.device) -> dict[str, torch.Tensor]:
+    names = [name for name, _ in nets[0].named_parameters()]
+    rows = lambda p: p.detach().reshape(1, -1) if p.ndim == 1 else p.detach()  # noqa: E731
+    return {name: torch.stack([rows(net.get_parameter(name)) for net in nets]).to(device).contiguous()
+            for name in names}
+
+
 def train(
     config: TrainConfig,
     data: Mnist,
@@ -92,77 +251,67 @@ def train(
     """Train MnistFCNet; return it (on the CPU, eval mode) and one record per epoch.
 
     Each record has epoch, lr, train_loss (mean NLL over the epoch's batches, without the
-    penalty), test_loss, test_acc, erank and srank of W, and seconds. `on_epoch` receives a
+    penalty), test_loss, test_acc, erank and srank of W, seconds (the whole epoch) and
+    train_seconds (its training loop alone, without evaluation and SVDs). `on_epoch` receives a
     checkpoint after every epoch; passing one back as `resume` continues exactly where it
-    stopped (model, optimiser, scheduler and random states are all restored).
+    stopped (parameters, optimiser, scheduler and random states are all restored).
     """
+    nets, histories = fit(config, [config.seed], data, device, resume, on_epoch, progress)
+    return nets[0], histories[0]
+
+
+def fit(
+    config: TrainConfig,
+    seeds: list[int],
+    data: Mnist,
+    device: torch.device | str | None = None,
+    resume: dict | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    progress: bool | None = None,
+) -> tuple[list[MnistFCNet], list[list[dict]]]:
+    """Train one model per seed together (StackedNets); their models and histories, as train() returns them."""
     device = torch.device(device) if device is not None else default_device()
     progress = sys.stdout.isatty() if progress is None else progress
     if config.train_subset is not None:
         data = data.subset(config.train_subset)
-
-    torch.manual_seed(config.seed)
-    model = MnistFCNet(config.hidden, config.dropout, config.rank).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)  # one fused kernel per step, not a loop over parameters
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=config.gamma)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    history: list[dict] = []
+    nets = StackedNets(config, seeds, device)
+    histories: list[list[dict]] = [[] for _ in seeds]
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        shuffle.set_state(resume["shuffle_rng"])
-        torch.set_rng_state(resume["torch_rng"])
-        if device.type == "cuda" and resume.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(resume["cuda_rng"], device)  # dropout on the GPU draws from here
-        history = list(resume["history"])
+        nets.load_state_dict(resume["nets"])
+        histories = [list(h) for h in resume["histories"]]
 
     x, y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
-    for epoch in range(len(history) + 1, config.epochs + 1):
+    for epoch in range(len(histories[0]) + 1, config.epochs + 1):
         start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss = _train_epoch(model, optimizer, x, y, config, shuffle, progress, epoch)
-        scheduler.step()
-        test_loss, test_acc = evaluate(model, test_x, test_y)
-        W = model.W.detach()
-        history.append(
-            dict(epoch=epoch, lr=lr, train_loss=train_loss, test_loss=test_loss, test_acc=test_acc,
-                 erank=effective_rank(W), srank=stable_rank(W), seconds=time.perf_counter() - start)
-        )
+        lr = nets.lr
+        train_losses = _train_epoch(nets, x, y, progress, epoch)
+        train_seconds = time.perf_counter() - start
+        nets.scheduler.step()
+        for s, history in enumerate(histories):
+            model = nets.member(s)
+            test_loss, test_acc = evaluate(model, test_x, test_y)
+            W = model.W.detach()
+            history.append(dict(epoch=epoch, lr=lr, train_loss=train_losses[s], test_loss=test_loss,
+                                test_acc=test_acc, erank=effective_rank(W), srank=stable_rank(W)))
+        for history in histories:  # one clock for all members: they trained together
+            history[-1].update(seconds=time.perf_counter() - start, train_seconds=train_seconds)
         if on_epoch is not None:
-            on_epoch(checkpoint(model, optimizer, scheduler, shuffle, history, device))
-    return model.cpu().eval(), history
+            on_epoch(dict(nets=nets.state_dict(), histories=[list(h) for h in histories], history=list(histories[0])))
+    return [nets.member(s).cpu() for s in range(len(seeds))], histories
 
 
-def _train_epoch(model, optimizer, x, y, config, shuffle, progress, epoch) -> float:
-    model.train()
-    order = torch.randperm(len(x), generator=shuffle).to(x.device)
+def _train_epoch(nets: StackedNets, x: torch.Tensor, y: torch.Tensor, progress: bool, epoch: int) -> list[float]:
+    """One pass over (x, y) by every member, each in its own order; each member's mean NLL."""
+    config = nets.config
+    order = torch.stack([torch.randperm(len(x), generator=g) for g in nets.shuffles]).to(x.device)
     batches = range(0, len(x), config.batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", leave=False)
-    total = torch.zeros((), device=x.device)
+    total = torch.zeros(len(nets.seeds), device=x.device)
     for i in batches:
-        idx = order[i : i + config.batch_size]
-        optimizer.zero_grad(set_to_none=False)  # reuse the gradient buffers: reallocating them costs ~2x here
-        nll = F.nll_loss(model(x[idx]), y[idx])
-        (nll + weight_penalty(model, config.penalty, config.lam)).backward()
-        optimizer.step()
-        total += nll.detach() * len(idx)
-    return total.item() / len(x)
-
-
-def checkpoint(model: nn.Module, optimizer, scheduler, shuffle: torch.Generator, history: list[dict],
-               device: torch.device) -> dict:
-    """Everything needed to resume training bit-for-bit after the last finished epoch."""
-    return dict(
-        model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        optimizer=optimizer.state_dict(),
-        scheduler=scheduler.state_dict(),
-        shuffle_rng=shuffle.get_state(),
-        torch_rng=torch.get_rng_state(),
-        cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        history=list(history),
-    )
+        idx = order[:, i : i + config.batch_size]
+        total += nets.step(x[idx], y[idx]) * idx.shape[1]
+    return (total / len(x)).tolist()
