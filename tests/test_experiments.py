@@ -1,3 +1,5 @@
+import os
+import threading
 import warnings
 
 import pytest
@@ -118,3 +120,129 @@ def test_code_hash_covers_every_training_module_whole():
     assert "def _train_epoch" in sources["train"] and "def weight_penalty" in sources["train"]
     assert "class MnistFCNet" in sources["model"] and "def load_mnist" in sources["data"]
     assert "def effective_rank" in sources["rank"]
+
+
+def test_damaged_weights_fail_their_checksum_and_are_rebuilt(quick_cache, counted_training):
+    model, _ = load_or_train("model0")
+    path = cache_path("model0")
+    with open(path, "r+b") as f:  # the issue's dd: 4 bytes inside a weight tensor
+        f.seek(5_000_000)
+        f.write(b"\x7f\x7f\x7f\x7f")
+    assert torch.load(path, weights_only=True)["state_dict"]["fc2.weight"].abs().max() > 1e38
+    with pytest.warns(UserWarning, match=rf"{path.name} is corrupt or stale \(checksum mismatch"):
+        assert not is_cached("model0")
+    assert path.exists()  # reported, not deleted
+    with pytest.warns(UserWarning, match="checksum mismatch"):
+        rebuilt, _ = load_or_train("model0")
+    assert counted_training == [1, 1] and torch.equal(rebuilt.W, model.W)
+
+
+@pytest.mark.parametrize("damage", ["wrong shape", "missing key", "float64 weights", "bad history", "short history"])
+def test_well_formed_entry_with_wrong_contents_is_rebuilt(quick_cache, counted_training, damage):
+    load_or_train("model0")
+    path = cache_path("model0")
+    entry = {k: v for k, v in torch.load(path, weights_only=True).items() if k != "sha256"}
+    state, history = dict(entry["state_dict"]), [dict(r) for r in entry["history"]]
+    if damage == "wrong shape":
+        state["fc2.weight"] = state["fc2.weight"][:10]
+    elif damage == "missing key":
+        del state["fc3.bias"]
+    elif damage == "float64 weights":
+        state["fc1.weight"] = state["fc1.weight"].double()
+    elif damage == "bad history":
+        history[0]["erank"] = "seven hundred"
+    else:
+        history = []
+    torch.save(experiments._sealed({**entry, "state_dict": state, "history": history}), path)
+    with pytest.warns(UserWarning, match="corrupt or stale"):
+        assert not is_cached("model0")  # `list` no longer says "cached"
+    with pytest.warns(UserWarning, match="corrupt or stale"):
+        load_or_train("model0")
+    assert counted_training == [1, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert is_cached("model0")
+
+
+def deny_reading(monkeypatch, path):
+    """chmod 000 as seen by a user without override rights (root reads anyway)."""
+    real = type(path).read_bytes
+
+    def read_bytes(self):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(type(path), "read_bytes", read_bytes)
+
+
+def test_unreadable_entry_is_an_error_naming_it_and_is_kept(quick_cache, counted_training, monkeypatch):
+    load_or_train("model0")
+    path = cache_path("model0")
+    before = path.read_bytes()
+    deny_reading(monkeypatch, path)
+    for call in (lambda: is_cached("model0"), lambda: load_or_train("model0")):
+        with pytest.raises(experiments.CacheError, match=rf"^cannot read cache entry {path}: Permission denied"):
+            call()
+    monkeypatch.undo()
+    assert path.read_bytes() == before and counted_training == [1]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file")
+def test_chmod_000_entry_is_an_error_and_is_kept(quick_cache, counted_training):
+    load_or_train("model0")
+    path = cache_path("model0")
+    path.chmod(0)
+    try:
+        with pytest.raises(experiments.CacheError, match="Permission denied"):
+            load_or_train("model0")
+    finally:
+        path.chmod(0o644)
+    assert is_cached("model0") and counted_training == [1]
+
+
+def test_unwritable_cache_is_found_before_any_training(tmp_path, monkeypatch, counted_training):
+    monkeypatch.setenv("LOWRANK_QUICK", "1")
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "file" / "cache"))  # not a folder, even for root
+    with pytest.raises(experiments.CacheError, match=rf"^cannot write to the cache folder {tmp_path}/file/cache: "):
+        load_or_train("model0")
+    assert counted_training == []
+
+
+@pytest.mark.parametrize("value, quick", [("1", True), ("on", True), ("Y", True), ("yes", True), ("true", True),
+                                          ("", False), ("0", False), ("off", False), ("no", False), ("false", False)])
+def test_quick_mode_accepts_the_usual_spellings(monkeypatch, value, quick):
+    monkeypatch.setenv("LOWRANK_QUICK", value)
+    assert quick_mode() is quick
+
+
+@pytest.mark.parametrize("value", ["2", "maybe", "quick"])
+def test_quick_mode_rejects_anything_else(monkeypatch, value):
+    monkeypatch.setenv("LOWRANK_QUICK", value)
+    with pytest.raises(ValueError, match=rf"^LOWRANK_QUICK must be one of .*, got '{value}'$"):
+        quick_mode()
+
+
+def test_second_process_waits_for_the_first_and_loads(quick_cache, counted_training, monkeypatch):
+    training, finish = threading.Event(), threading.Event()
+    real_train = experiments.train
+
+    def slow_train(*args, **kw):
+        training.set()
+        assert finish.wait(60)
+        return real_train(*args, **kw)
+
+    monkeypatch.setattr(experiments, "train", slow_train)
+    results = {}
+    first = threading.Thread(target=lambda: results.update(first=load_or_train("model0")))
+    first.start()
+    assert training.wait(60)
+    second = threading.Thread(target=lambda: results.update(second=load_or_train("model0")))
+    second.start()
+    second.join(1.0)
+    assert second.is_alive()  # waiting on the entry's lock, not training
+    finish.set()
+    first.join(60), second.join(60)
+    assert counted_training == [1]  # trained once
+    assert torch.equal(results["first"][0].W, results["second"][0].W)

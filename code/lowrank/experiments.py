@@ -6,10 +6,15 @@ Cache: .cache/lowrank/ under the repository, or $LOWRANK_CACHE. LOWRANK_QUICK=1 
 experiment to one epoch on 5,000 images (for tests); quick and full runs never share an entry.
 """
 
+import fcntl
 import hashlib
+import io
 import json
+import math
 import os
+import sys
 import warnings
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,9 +68,20 @@ DESCRIPTIONS = {
 QUICK_EPOCHS, QUICK_SUBSET = 1, 5000
 
 
+TRUE, FALSE = ("1", "true", "yes", "y", "on"), ("", "0", "false", "no", "n", "off")
+
+
 def quick_mode() -> bool:
-    """True when LOWRANK_QUICK is set to 1/true/yes: results are for testing, not for reading."""
-    return os.environ.get("LOWRANK_QUICK", "").strip().lower() in ("1", "true", "yes")
+    """True when LOWRANK_QUICK is 1/true/yes/y/on: results are for testing, not for reading."""
+    value = os.environ.get("LOWRANK_QUICK", "")
+    if value.strip().lower() not in TRUE + FALSE:  # a typo must not start a 10-minute run
+        raise ValueError(f"LOWRANK_QUICK must be one of {'/'.join(TRUE)} or {'/'.join(FALSE[1:])} "
+                         f"or empty, got {value!r}")
+    return value.strip().lower() in TRUE
+
+
+class CacheError(RuntimeError):
+    """A cache entry or folder that cannot be read or written: kept as it is, never deleted."""
 
 
 def config_for(name: str) -> TrainConfig:
@@ -88,7 +104,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LOWRANK_CACHE") or REPO_ROOT / ".cache" / "lowrank")
 
 
-TRAINING_CODE = ("data", "model", "rank", "train")  # the modules whose source determines a trained model
+TRAINING_CODE = ("checks", "data", "model", "rank", "train")  # the modules whose source determines a trained model
 
 
 def training_sources() -> dict[str, str]:
@@ -126,54 +142,164 @@ def _atomic_save(obj, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _load_entry(path: Path, key: str, epochs: int | None) -> dict | None:
-    """The cache entry at path if it is intact and belongs to `key`, else None (with a warning)."""
-    if not path.exists():
-        return None
+def digest(obj) -> str:
+    """SHA-256 of everything in an entry: every tensor's dtype, shape and bytes, every number."""
+    h = hashlib.sha256()
+
+    def feed(x):
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().contiguous()
+            h.update(f"tensor {x.dtype} {tuple(x.shape)}".encode())
+            h.update(x.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, dict):
+            h.update(b"dict")
+            for k in sorted(x, key=repr):
+                feed(k), feed(x[k])
+        elif isinstance(x, (list, tuple)):
+            h.update(f"seq {len(x)}".encode())
+            for v in x:
+                feed(v)
+        else:
+            h.update(repr(x).encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
+def _sealed(entry: dict) -> dict:
+    """The entry with its digest, checked on every load."""
+    return {**entry, "sha256": digest(entry)}
+
+
+HISTORY_FIELDS = ("epoch", "lr", "train_loss", "test_loss", "test_acc", "erank", "srank", "seconds")
+
+
+def _problem(entry, key: str, config: TrainConfig, complete: bool) -> str | None:
+    """Why `entry` is not an intact cache entry for (key, config), or None if it is."""
+    if not isinstance(entry, dict) or "sha256" not in entry:
+        return "not a cache entry"
+    if entry["sha256"] != digest({k: v for k, v in entry.items() if k != "sha256"}):
+        return "checksum mismatch: its contents were changed or damaged"
+    if entry.get("key") != key:
+        return "it belongs to another config or training code"
+    history = entry.get("history")
+    if not isinstance(history, list) or len(history) > config.epochs or (complete and len(history) != config.epochs):
+        return "wrong number of epochs in its history"
+    for i, record in enumerate(history, 1):
+        ok = isinstance(record, dict) and all(
+            isinstance(record.get(f), (int, float)) and math.isfinite(record[f]) for f in HISTORY_FIELDS)
+        if not ok or record["epoch"] != i:
+            return f"history record {i} is malformed"
+    if not complete:  # the checkpoint's layout is train's; the digest vouches for it
+        return None if isinstance(entry.get("checkpoint"), dict) else "no checkpoint"
+    state = entry.get("state_dict")
+    if not isinstance(state, dict):
+        return "no weights"
+    expected = _reference_state(config)
+    if set(state) != set(expected):
+        return f"weights have keys {sorted(state)}, expected {sorted(expected)}"
+    for name, ref in expected.items():
+        t = state[name]
+        if not isinstance(t, torch.Tensor) or t.shape != ref.shape or t.dtype != ref.dtype:
+            return f"weight {name} is not a {ref.dtype} tensor of shape {tuple(ref.shape)}"
+        if not torch.isfinite(t).all():
+            return f"weight {name} has NaN or inf entries"
+    return None
+
+
+def _reference_state(config: TrainConfig) -> dict:
+    """Names, shapes and dtypes of the weights a model of this config has (values unused)."""
+    with torch.device("meta"):
+        return MnistFCNet(config.hidden, config.dropout, config.rank).state_dict()
+
+
+def _load_entry(path: Path, key: str, config: TrainConfig, complete: bool = True) -> dict | None:
+    """The cache entry at path if it is intact and belongs to `key`, else None (with a warning).
+
+    Nothing is deleted here: a bad entry is replaced, atomically, when it has been rebuilt.
+    An entry that cannot be read at all (permissions, I/O error) raises CacheError.
+    """
     try:
-        entry = torch.load(path, map_location="cpu", weights_only=True)
-        ok = isinstance(entry, dict) and entry.get("key") == key
-        ok = ok and (epochs is None or len(entry["history"]) == epochs)
-        if not ok:
-            raise ValueError("entry does not match its config")
-        return entry
-    except Exception as e:
-        warnings.warn(f"cache entry {path} is corrupt or stale ({type(e).__name__}: {e}); retraining", stacklevel=3)
-        path.unlink(missing_ok=True)
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):  # no entry there
         return None
+    except OSError as e:
+        raise CacheError(f"cannot read cache entry {path}: {e.strerror or e}; fix its permissions "
+                         f"or move it away (it is kept as it is)") from None
+    try:
+        entry = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        problem = _problem(entry, key, config, complete)
+    except Exception as e:  # anything torch.load raises on these bytes: they are not an entry
+        problem = f"unreadable as a torch file ({type(e).__name__}: {e})"
+    if problem is None:
+        return entry
+    what = "cache entry" if complete else "checkpoint"
+    warnings.warn(f"{what} {path} is corrupt or stale ({problem}); it will be rebuilt", stacklevel=3)
+    return None
 
 
 def is_cached(name: str) -> bool:
-    """Whether `load_or_train(name)` would load rather than train (intact entry present)."""
+    """Whether `load_or_train(name)` would load rather than train (intact entry present).
+
+    A corrupt entry gives a warning and False; an unreadable one raises CacheError.
+    """
     config = config_for(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = cache_path(name)
-        return path.exists() and _load_entry(path, cache_key(config), config.epochs) is not None
+    return _load_entry(cache_path(name), cache_key(config), config) is not None
+
+
+def check_writable(folder: Path) -> None:
+    """Raise CacheError unless files can be created in folder (created if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise CacheError(f"cannot write to the cache folder {folder}: {e.strerror or e}; "
+                         f"make it writable or set LOWRANK_CACHE to a writable folder") from None
+
+
+@contextmanager
+def _entry_lock(path: Path):
+    """Hold an exclusive lock on path's entry: a second process waits here, then loads."""
+    with open(path.with_name(f".{path.name}.lock"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process that trains {path.name} ...", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield  # the lock goes with the file, also when the process dies
 
 
 def load_or_train(name: str, force: bool = False, progress: bool | None = None) -> tuple[MnistFCNet, list[dict]]:
     """The trained model `name` and its per-epoch history, from the cache or trained now.
 
     Training writes a checkpoint after every epoch, so an interrupted run resumes from its last
-    finished epoch. `force=True` retrains from scratch.
+    finished epoch. `force=True` retrains from scratch. One process trains an entry at a time;
+    another asking for it meanwhile waits and then loads it.
     """
     config = config_for(name)
     key, path = cache_key(config), cache_path(name)
     partial = path.with_suffix(".partial.pt")
-    if force:
-        path.unlink(missing_ok=True)
-        partial.unlink(missing_ok=True)
-    entry = _load_entry(path, key, config.epochs)
+    entry = None if force else _load_entry(path, key, config)
     if entry is None:
-        resume = _load_entry(partial, key, None)
-        trained, history = train(
-            config, load_mnist(), resume=resume and resume["checkpoint"], progress=progress,
-            on_epoch=lambda ckpt: _atomic_save({"key": key, "history": ckpt["history"], "checkpoint": ckpt}, partial),
-        )
-        entry = {"key": key, "config": config.to_dict(), "history": history, "state_dict": trained.state_dict()}
-        _atomic_save(entry, path)
-        partial.unlink(missing_ok=True)
+        check_writable(path.parent)  # before an epoch of work, not after
+        with _entry_lock(path):
+            entry = None if force else _load_entry(path, key, config)  # trained while we waited?
+            if entry is None:
+                entry = _train_entry(config, key, path, partial, None if force else _load_entry(partial, key, config, complete=False), progress)
     model = MnistFCNet(config.hidden, config.dropout, config.rank)
     model.load_state_dict(entry["state_dict"])
     return model.eval(), entry["history"]
+
+
+def _train_entry(config, key, path, partial, resume, progress) -> dict:
+    def save_checkpoint(ckpt):
+        _atomic_save(_sealed({"key": key, "history": ckpt["history"], "checkpoint": ckpt}), partial)
+
+    trained, history = train(config, load_mnist(), resume=resume and resume["checkpoint"],
+                             progress=progress, on_epoch=save_checkpoint)
+    entry = _sealed({"key": key, "config": config.to_dict(), "history": history, "state_dict": trained.state_dict()})
+    _atomic_save(entry, path)
+    partial.unlink(missing_ok=True)
+    return entry
