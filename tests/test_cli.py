@@ -1,3 +1,10 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from lowrank import experiments
@@ -35,3 +42,122 @@ def test_history_table_has_one_row_per_epoch():
     record = dict(epoch=1, lr=1e-3, train_loss=0.5, test_loss=0.4, test_acc=0.9, erank=700.0, srank=20.0, seconds=12.0)
     table = format_history([record, {**record, "epoch": 2}]).splitlines()
     assert len(table) == 3 and "90.00%" in table[1]
+
+
+def one_error_line(capsys):
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("quick mode")]
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0]
+    return err[0]
+
+
+def test_missing_mnist_is_one_line_naming_the_fix(quick_cache, tmp_path, monkeypatch, capsys):
+    from lowrank import data
+
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "_download", lambda root: (_ for _ in ()).throw(OSError("network unreachable")))
+    assert main(["train", "model0"]) == 1
+    line = one_error_line(capsys)
+    assert line.startswith("error: model0: MNIST files missing") and "MNIST_DATA_DIR" in line
+
+
+def test_unwritable_cache_is_one_line_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LOWRANK_QUICK", "1")
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "file" / "cache"))
+    monkeypatch.setattr(experiments, "train", lambda *a, **k: pytest.fail("trained"))
+    assert main(["train", "model0"]) == 1
+    assert "cannot write to the cache folder" in one_error_line(capsys)
+
+
+def test_bad_quick_mode_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("LOWRANK_QUICK", "2")
+    assert main(["list"]) == 1
+    assert "LOWRANK_QUICK must be one of" in one_error_line(capsys)
+
+
+def test_one_model_needs_no_pool_and_jobs_are_clamped(quick_cache, monkeypatch, capsys):
+    from lowrank import cli
+
+    monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
+    monkeypatch.setattr(cli, "_train_in_pool", lambda *a: pytest.fail("a pool for one model"))
+    assert main(["train", "model0", "--jobs", "8"]) == 0
+    assert capsys.readouterr().out.startswith("model0: test acc")
+
+
+def test_unreadable_entry_is_listed_as_such_and_kept(quick_cache, monkeypatch, capsys):
+    monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
+    assert main(["train", "model0"]) == 0
+    path = experiments.cache_path("model0")
+    real = type(path).read_bytes
+    monkeypatch.setattr(type(path), "read_bytes", lambda self: (_ for _ in ()).throw(
+        PermissionError(13, "Permission denied", str(self))) if self == path else real(self))
+    capsys.readouterr()
+    assert main(["show", "model0"]) == 1
+    assert f"cannot read cache entry {path}" in one_error_line(capsys)
+    assert main(["list"]) == 0
+    assert "model0     unreadable" in capsys.readouterr().out
+    assert path.exists()
+
+
+def children(pid):
+    """Live (non-zombie) child processes of pid, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """`python -m lowrank train model0 dropout0 --jobs 2` in quick mode, once its two workers run."""
+    env = {**os.environ, "LOWRANK_QUICK": "1", "LOWRANK_CACHE": str(tmp_path / "cache")}
+    parent = subprocess.Popen([sys.executable, "-m", "lowrank", "train", "model0", "dropout0", "--jobs", "2"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: len(children(parent.pid)) == 2, 60)
+    workers = children(parent.pid)
+    yield parent, workers
+    parent.kill()
+    for pid in workers:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_die_with_their_parent(sweep, sig):
+    parent, workers = sweep
+    parent.send_signal(sig)
+    parent.wait(30)
+    assert wait_for(lambda: not any(alive(pid) for pid in workers), 5)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_interrupt_stops_every_job_in_one_line(sweep):
+    parent, workers = sweep
+    parent.send_signal(signal.SIGINT)  # kill -INT to the parent alone, not the group
+    _, err = parent.communicate(timeout=30)
+    assert parent.returncode == 130
+    assert not any(alive(pid) for pid in workers)
+    assert "Traceback" not in err and "interrupted: every finished epoch is kept" in err
