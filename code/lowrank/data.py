@@ -60,7 +60,11 @@ def _md5(path: Path) -> str:
 def bad_raw_files(root: Path) -> list[str]:
     """Names of the raw files under root/MNIST/raw that are missing or fail their md5."""
     raw = root / "MNIST" / "raw"
-    return [name for name, md5 in RAW_FILES.items() if not (raw / name).is_file() or _md5(raw / name) != md5]
+    try:
+        return [name for name, md5 in RAW_FILES.items() if not (raw / name).is_file() or _md5(raw / name) != md5]
+    except OSError as e:  # a file or folder we may not read: say so, do not download over it
+        raise MnistUnavailable(f"cannot read MNIST in {raw}: {e.strerror or e} ({e.filename}); "
+                               f"fix the permissions or set MNIST_DATA_DIR to a readable copy") from None
 
 
 def _download(root: Path) -> None:
@@ -71,10 +75,24 @@ def _download(root: Path) -> None:
 
 
 def ensure_raw_files(root: Path) -> None:
-    """Check the four raw files; download them only if some are missing or corrupt."""
+    """Check the four raw files; download the missing ones, never over an existing file.
+
+    Only the default root (<repo>/data) is created; a root given by argument or
+    MNIST_DATA_DIR must exist (a typo must not get a directory tree of its own).
+    """
     bad = bad_raw_files(root)
     if not bad:
         return  # never write into a root that already holds valid files (it may be read-only)
+    raw = root / "MNIST" / "raw"
+    fix = (f"Expected the four uncompressed files {', '.join(RAW_FILES)} with their published md5; "
+           f"offline, copy them into {raw} or set MNIST_DATA_DIR to a folder holding MNIST/raw/.")
+    corrupt = [name for name in bad if (raw / name).exists()]
+    if corrupt:  # torchvision would keep them and report a download that never happened
+        raise MnistUnavailable(f"MNIST files corrupt (md5 mismatch) in {raw}: {', '.join(corrupt)}; "
+                               f"no download was tried. Delete them to download again. {fix}")
+    if root != REPO_ROOT / "data" and not root.is_dir():
+        raise MnistUnavailable(f"MNIST folder {root} does not exist (check MNIST_DATA_DIR); "
+                               f"nothing was created or downloaded. {fix}")
     error = None
     try:
         _download(root)
@@ -82,13 +100,8 @@ def ensure_raw_files(root: Path) -> None:
         error = e
     bad = bad_raw_files(root)
     if bad:
-        raw = root / "MNIST" / "raw"
         reason = f" (download failed: {type(error).__name__}: {error})" if error else ""
-        raise MnistUnavailable(
-            f"MNIST files missing or corrupt in {raw}: {', '.join(bad)}{reason}. "
-            f"Expected the four uncompressed files {', '.join(RAW_FILES)} with their published md5; "
-            f"offline, copy them into {raw} or set MNIST_DATA_DIR to a folder holding MNIST/raw/."
-        )
+        raise MnistUnavailable(f"MNIST files missing in {raw}: {', '.join(bad)}{reason}. {fix}")
 
 
 def _read_idx(path: Path) -> torch.Tensor:
