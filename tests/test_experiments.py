@@ -246,3 +246,13 @@ def test_second_process_waits_for_the_first_and_loads(quick_cache, counted_train
     first.join(60), second.join(60)
     assert counted_training == [1]  # trained once
     assert torch.equal(results["first"][0].W, results["second"][0].W)
+
+
+@pytest.mark.parametrize("name", ["lowrank10", "dropout0"])
+def test_every_kind_of_entry_validates_after_training(quick_cache, counted_training, name):
+    load_or_train(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert is_cached(name)
+        load_or_train(name)
+    assert counted_training == [1]

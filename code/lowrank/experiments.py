@@ -228,9 +228,10 @@ def _load_entry(path: Path, key: str, config: TrainConfig, complete: bool = True
                          f"or move it away (it is kept as it is)") from None
     try:
         entry = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        problem = _problem(entry, key, config, complete)
     except Exception as e:  # anything torch.load raises on these bytes: they are not an entry
-        problem = f"unreadable as a torch file ({type(e).__name__}: {e})"
+        entry, problem = None, f"unreadable as a torch file ({type(e).__name__}: {e})"
+    else:
+        problem = _problem(entry, key, config, complete)
     if problem is None:
         return entry
     what = "cache entry" if complete else "checkpoint"
