@@ -161,3 +161,20 @@ def test_interrupt_stops_every_job_in_one_line(sweep):
     assert parent.returncode == 130
     assert not any(alive(pid) for pid in workers)
     assert "Traceback" not in err and "interrupted: every finished epoch is kept" in err
+
+
+def test_corrupt_entry_is_reported_in_one_line_by_show_and_list_and_kept(quick_cache, monkeypatch, capsys):
+    monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
+    assert main(["train", "model0"]) == 0
+    path = experiments.cache_path("model0")
+    path.write_bytes(b"not a torch file")
+    capsys.readouterr()
+    assert main(["show", "model0"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith(f"warning: cache entry {path} is corrupt or stale") for line in err)
+    assert "python -m lowrank train model0" in err[-1]
+    assert main(["list"]) == 0
+    captured = capsys.readouterr()
+    assert "model0     not trained" in captured.out and f"{path} is corrupt" in captured.err
+    assert path.read_bytes() == b"not a torch file"  # reported, kept until rebuilt
+    assert main(["train", "model0"]) == 0 and experiments.is_cached("model0")
