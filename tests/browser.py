@@ -1,17 +1,23 @@
 """A headless Chromium page, driven by Playwright for Python with the system's browser.
 
-    with open_page(site / "post" / "index.html", width=1280, height=800) as (page, console):
+    with serve(site) as url, open_page(f"{url}/post/index.html") as (page, console):
         page.evaluate("document.title")
-        console  # every console message and page error, as "type: text" strings
+        console  # every console message, page error and failed request, as "type: text"
+
+Quarto's pages load their scripts as ES modules, which browsers refuse over file://, so a
+rendered site is served over HTTP on 127.0.0.1 (`serve`) rather than opened as a file.
 
 No browser is downloaded (never `playwright install`): Debian's `chromium` is used. Where it or
 the playwright package is missing, the calling test skips with a one-line reason, or fails
 when LOWRANK_REQUIRE_RENDER=1.
 """
 
+import functools
 import os
 import shutil
+import threading
 from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from conftest import skip_or_fail
@@ -28,6 +34,26 @@ def chromium_executable() -> str | None:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # no request log on the test's stderr
+        pass
+
+
+@contextmanager
+def serve(directory):
+    """Serve `directory` over HTTP on a free port of 127.0.0.1; yield its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @contextmanager

@@ -90,8 +90,10 @@ def test_no_inline_expression_inside_math(doc):
     for cell in doc.cells:
         if cell.kind != "markdown":
             continue
-        for m in qmd.INLINE.finditer(cell.source):
-            before = re.sub(r"`[^`\n]*`", "", cell.source[: m.start()])
+        # displayed code blocks ({ojs} cells: `${...}` in JavaScript) are not prose
+        text = re.sub(r"^(`{3,}|~{3,}).*?^\1\s*$", "", cell.source, flags=re.MULTILINE | re.DOTALL)
+        for m in qmd.INLINE.finditer(text):
+            before = re.sub(r"`[^`\n]*`", "", text[: m.start()])
             if before.count("$") % 2:
                 inside.append(f"{where(cell)}: {m.group(1)}")
     assert not inside, "inline expressions inside $...$:\n" + "\n".join(inside)
@@ -150,11 +152,18 @@ def test_no_todo_in_post_files():
     assert not offenders, f"TODO left in {offenders}"
 
 
+# Markdown shown only in other formats (the notebook's "Running this notebook" note)
+NOT_HTML = re.compile(r'^:::+ *\{\.content-visible when-format="(?!html)[^"]*"\}.*?^:::+ *$',
+                      re.MULTILINE | re.DOTALL)
+
+
 def test_quick_mode_banner_comes_first(doc, run):
     assert run.metadata.first_error is None, "a cell failed (see test_every_cell_runs)"
     for i, cell in enumerate(doc.cells):
-        if cell.kind == "markdown" and cell.source.strip():
+        if cell.kind == "markdown" and NOT_HTML.sub("", cell.source).strip():
             pytest.fail(f"no quick-mode banner before the first text at {where(cell)}")
+        if cell.kind != "code":
+            continue
         out = "".join(o.get("text", "") for o in run.cells[i].outputs if o.output_type == "stream")
         if "callout-warning" in out:
             assert cell.options.get("output") == "asis", "the banner cell must print raw Markdown"
@@ -170,8 +179,9 @@ def test_source_listings_are_the_package_code(doc, run):
     for i, cell in enumerate(doc.cells):
         if cell.options.get("output") == "asis" and "show_source(" in cell.source:
             out = "".join(o.get("text", "") for o in run.cells[i].outputs if o.output_type == "stream")
-            assert out.startswith("```python\n") and out.rstrip().endswith("```"), where(cell)
-            compile(out.strip()[len("```python"):-3], where(cell), "exec")
+            fence = "```{.python .code-overflow-wrap}\n"
+            assert out.startswith(fence) and out.rstrip().endswith("```"), where(cell)
+            compile(out.strip()[len(fence):-3], where(cell), "exec")
             shown += 1
     assert shown >= 7
 
@@ -191,3 +201,10 @@ def test_shown_cells_alone_run_top_to_bottom(doc):
     if error is not None:
         out = next(o for o in nb.cells[error].outputs if o.output_type == "error")
         pytest.fail(f"{where(cells[error])}: {out.ename}: {out.evalue}")
+
+
+def test_shown_code_fits_the_column(doc):
+    """Shown code lines fit the text column at 1280 px (about 88 characters; see test_render)."""
+    long = [f"{where(c)}+{i}: {len(line)} columns" for c in doc.cells if shown(c)
+            for i, line in enumerate(c.source.splitlines(), 1) if len(line) > 88]
+    assert not long, "shown code lines longer than 88 columns:\n" + "\n".join(long)

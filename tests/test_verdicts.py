@@ -54,6 +54,12 @@ def test_spectrum_cut_neither():
         == "Neither penalty cuts the spectrum off at this level."
 
 
+def test_erank_fall_reading():
+    assert v.erank_fall_reading(800, 810, 500).startswith("Here the effective rank of $W$ did not fall")
+    assert "spread over many directions" in v.erank_fall_reading(800, 700, 500)
+    assert "concentrated in fewer directions" in v.erank_fall_reading(800, 700, 100)
+
+
 @pytest.mark.parametrize("ratio, words", [
     (0.3, "clearly improves"), (0.7, "slightly improves"), (1.0, "hardly changes"),
     (1.3, "worsens"),

@@ -69,6 +69,21 @@ def spectrum_cut(counts: Mapping[str, int], baseline: str, penalties: Mapping[st
     return f"Only {named} {'cuts' if len(cut) == 1 else 'cut'} the spectrum off at this level."
 
 
+def erank_fall_reading(initial: float, final: float, update: float) -> str:
+    """What a change of the effective rank from `initial` (random W₀) to `final` says, given
+    the effective rank `update` of the learned update W − W₀ by itself."""
+    if final >= initial:
+        return "Here the effective rank of $W$ did not fall below that of the random start."
+    if update >= 0.5 * initial:
+        return ("So the fall does not mean that training finds a low-rank $W$: the update is "
+                "itself spread over many directions (its effective rank is at least half that "
+                "of $W_0$). What falls is the evenness of the spectrum, as the update's leading "
+                "directions grow against the random bulk.")
+    return ("The update is concentrated in fewer directions than the random start (its effective "
+            "rank is less than half that of $W_0$), and the fall of the effective rank of $W$ "
+            "reflects that concentration, diluted by $W_0$, which is still part of $W$.")
+
+
 def needed_rank_change(ratio: float) -> str:
     """A model's needed rank against the baseline's (`ratio` = model / baseline), in words;
     a change by less than a fifth counts as none."""
