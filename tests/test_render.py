@@ -143,10 +143,13 @@ def test_layout_in_a_browser(rendered_site):
         layout = page.evaluate(LAYOUT_JS)
         images = page.evaluate("""() => Array.from(document.images).map(
             img => ({src: img.getAttribute('src'), ok: img.complete && img.naturalWidth > 0}))""")
-        # Quarto's script makes the links absolute; what matters is the target in this page
-        toc = page.evaluate("""() => Array.from(document.querySelectorAll('#TOC a')).map(
-            a => ({href: a.getAttribute('href'), same_page: a.pathname.replace(/index[.]html$/, '')
-                                                    === location.pathname.replace(/index[.]html$/, ''),
+        # the section links (not "view source" and the like); Quarto's script makes their
+        # href absolute, what matters is the target in this page
+        toc = page.evaluate("""() => Array.from(
+            document.querySelectorAll('#TOC a[data-scroll-target^="#"]')).map(
+            a => ({href: a.getAttribute('href'),
+                   same_page: a.pathname.replace(/index[.]html$/, '')
+                              === location.pathname.replace(/index[.]html$/, ''),
                    found: a.hash.length > 1
                           && !!document.getElementById(decodeURIComponent(a.hash.slice(1)))}))""")
         errors = list(console)
