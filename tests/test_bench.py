@@ -19,3 +19,14 @@ def test_rsvd_benchmark_quick_run_writes_json_and_table(tmp_path):
     assert results  # at least one matrix measured
     table = (tmp_path / "rsvd.md").read_text()
     assert "torch.svd_lowrank" in table and "| k | q |" in table
+
+
+def test_train_speed_benchmark_quick_run_writes_json(tmp_path):
+    subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--quick", "--threads", "1", "--out", str(tmp_path)],
+                   check=True, capture_output=True, timeout=600)
+    results = json.loads((tmp_path / "train_speed.json").read_text())
+    assert results["quick"] is True
+    assert {"ours", "old", "plain", "example"} <= set(results["epochs"])
+    assert set(results["profile"]) == {"plain", "old", "ours"} and len(results["profile"]["ours"]["top"]) == 5
+    assert set(results["sweep"]["seconds"]) == {"batched", "jobs2_new", "jobs2_old"}
+    assert 0 < results["ratios"]["fraction_of_matmul_bound"] <= 1
