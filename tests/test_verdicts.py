@@ -117,12 +117,14 @@ def test_break_even_agreement_none():
 
 def test_break_even_agreement_every():
     assert v.break_even_agreement(500, {1: 500, 64: 500}, RANKS) == \
-        "also the time break-even for every batch size we timed"
+        "also the time break-even for every batch size we timed (to the resolution of the " \
+        "ranks we timed)"
 
 
 def test_break_even_agreement_some():
     assert v.break_even_agreement(500, {1: 100, 64: 500, 4096: 500}, RANKS) == \
-        "the time break-even only for batch sizes 64 and 4096"
+        "the time break-even only for batch sizes 64 and 4096 (to the resolution of the ranks " \
+        "we timed)"
 
 
 def test_break_even_agreement_grid_cannot_tell():

@@ -161,9 +161,10 @@ def break_even_agreement(parameter: int, by_batch: Mapping[int, int | None],
                 "every rank we timed)")
     if not agree:
         return "not the time break-even for any batch size we timed"
+    grid = " (to the resolution of the ranks we timed)"
     if len(agree) == len(by_batch):
-        return "also the time break-even for every batch size we timed"
-    return f"the time break-even only for {sizes(agree)}"
+        return f"also the time break-even for every batch size we timed{grid}"
+    return f"the time break-even only for {sizes(agree)}{grid}"
 
 
 def randomized_gap(gap: float, within: float = 0.1) -> str:
