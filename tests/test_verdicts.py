@@ -173,3 +173,44 @@ def test_adaptive_outcome_cheap_certificate():
 def test_adaptive_outcome_uncertified_and_large_overshoot():
     out = v.adaptive_outcome(0, 3, [1.1, 2.0], False)
     assert "not always below the tolerance" in out and "better tool" in out
+
+
+def test_erank_against_baseline_and_the_papers_direction():
+    assert v.erank_against_baseline(1.25) == "a factor of 1.25 lower"
+    assert v.erank_against_baseline(1.0) == "the same"
+    assert v.erank_against_baseline(0.8) == "1.25 times higher"
+    assert v.galanti_direction(1.1) == "This is in the direction the paper predicts"
+    assert v.galanti_direction(1.0) == "This is not the direction the paper predicts"
+
+
+def test_l1_effect():
+    assert v.l1_effect(6.0).startswith("This reduces the effective rank by a factor of 6.0")
+    assert v.l1_effect(0.5).startswith("This does not reduce the effective rank: it is 2.0 times")
+
+
+def test_erank_rises():
+    assert v.erank_rises({"a": [], "b": []}).startswith("falls in every epoch")
+    assert v.erank_rises({"a": [3], "b": [], "c": [2, 5]}) == \
+        "does not fall in every epoch: for a it rises in epoch 3; for c it rises in epochs 2 and 5"
+
+
+def test_overparameterised():
+    assert v.overparameterised(50).startswith("The models are over-parameterised")
+    assert v.overparameterised(1.5) == "Compression buys little here"
+
+
+def test_more_accurate_after_truncation():
+    assert v.more_accurate_after_truncation({"a": [], "b": []}, {}).startswith("no model")
+    assert v.more_accurate_after_truncation({"a": [20], "b": []}, {"a": 3.0}) == \
+        "a is more accurate at rank 20 of the sweep, by at most 3 of the test images"
+
+
+def test_randomized_beats_exact():
+    assert v.randomized_beats_exact([]).startswith("The approximation without power iterations is never")
+    out = v.randomized_beats_exact([("model6", 5), ("model10", 20)])
+    assert "at rank 5 of model6 and rank 20 of model10" in out
+
+
+def test_factorised_training_beats():
+    assert v.factorised_training_beats([]).startswith("It does not beat")
+    assert v.factorised_training_beats([10, 20]).endswith("at r = 10 and 20.")

@@ -214,3 +214,76 @@ def adaptive_outcome(capped: int, runs: int, overshoot: Sequence[float], certifi
         parts.append("Here the certificate costs little, and the adaptive finder is a good way "
                      "to choose the rank from a tolerance.")
     return " ".join(parts)
+
+
+def erank_against_baseline(factor: float) -> str:
+    """A model's effective rank against the baseline's; `factor` = baseline / model."""
+    if factor > 1:
+        return f"a factor of {factor:.2f} lower"
+    if factor == 1:
+        return "the same"
+    return f"{1 / factor:.2f} times higher"
+
+
+def galanti_direction(factor: float) -> str:
+    """Whether the L2 model's effective rank (baseline / model = `factor`) moved the way
+    Galanti et al. predict, i.e. down."""
+    return ("This is in the direction the paper predicts" if factor > 1
+            else "This is not the direction the paper predicts")
+
+
+def l1_effect(factor: float) -> str:
+    """What the L1 penalty did to the effective rank; `factor` = baseline / model."""
+    if factor > 1:
+        return (f"This reduces the effective rank by a factor of {factor:.1f} with respect to "
+                "the baseline")
+    return (f"This does not reduce the effective rank: it is {1 / factor:.1f} times that of "
+            "the baseline")
+
+
+def erank_rises(rises: Mapping[str, Sequence[int]]) -> str:
+    """Whether the effective rank fell in every epoch; `rises` maps a model to the epochs in
+    which it went up."""
+    if not any(rises.values()):
+        return "falls in every epoch, for every model; no model has an epoch in which it rises"
+    return "does not fall in every epoch: " + "; ".join(
+        f"for {name} it rises in epoch{'s' if len(e) > 1 else ''} {_join(e)}"
+        for name, e in rises.items() if e)
+
+
+def overparameterised(ratio: float) -> str:
+    """What the compression factor `ratio` at the needed rank says about the baseline."""
+    if ratio >= 2:
+        return "The models are over-parameterised in the sense that matters here"
+    return "Compression buys little here"
+
+
+def more_accurate_after_truncation(better: Mapping[str, Sequence[int]],
+                                   gain_images: Mapping[str, float]) -> str:
+    """Where truncation made a model more accurate than uncompressed: ranks, and the largest
+    gain in test images."""
+    if not any(better.values()):
+        return "no model is more accurate at any rank of the sweep than uncompressed"
+    return "; ".join(
+        f"{name} is more accurate at rank{'s' if len(r) > 1 else ''} {_join(r)} of the sweep, "
+        f"by at most {gain_images[name]:.0f} of the test images"
+        for name, r in better.items() if r)
+
+
+def randomized_beats_exact(reverse: Sequence[tuple[str, int]]) -> str:
+    """Where the randomized approximation without power iterations was on average more
+    accurate than the exact truncated SVD (by over half a point)."""
+    if not reverse:
+        return ("The approximation without power iterations is never more accurate than the "
+                "exact SVD by more than half a point.")
+    where = _join([f"rank {r} of {name}" for name, r in reverse])
+    return (f"The reverse also happens: at {where} the approximation without power iterations "
+            "is on average more accurate than the exact truncated SVD by more than half a "
+            "point. The best approximation in norm need not be the best one for the network.")
+
+
+def factorised_training_beats(ranks: Sequence[int]) -> str:
+    """The ranks at which training in factorised form beat compressing the trained baseline."""
+    if not ranks:
+        return "It does not beat compressing the trained baseline to the same rank."
+    return f"It beats compressing the trained baseline to the same rank at r = {_join(ranks)}."
