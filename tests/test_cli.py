@@ -178,3 +178,34 @@ def test_corrupt_entry_is_reported_in_one_line_by_show_and_list_and_kept(quick_c
     assert "model0     not trained" in captured.out and f"{path} is corrupt" in captured.err
     assert path.read_bytes() == b"not a torch file"  # reported, kept until rebuilt
     assert main(["train", "model0"]) == 0 and experiments.is_cached("model0")
+
+
+def test_second_train_of_the_same_model_waits_then_loads(quick_cache, monkeypatch):
+    """The issue's two `train model0` at once: the second process waits for the lock and loads."""
+    import threading
+
+    training, finish, results = threading.Event(), threading.Event(), {}
+    real_train = experiments.train
+
+    def held_train(*args, **kw):
+        training.set()
+        assert finish.wait(120)
+        return real_train(*args, **kw)
+
+    monkeypatch.setattr(experiments, "train", held_train)
+    first = threading.Thread(target=lambda: results.update(first=experiments.load_or_train("model0")))
+    first.start()
+    assert training.wait(60)  # this process holds model0's lock and is "training"
+    second = subprocess.Popen([sys.executable, "-m", "lowrank", "train", "model0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert not wait_for(lambda: second.poll() is not None, 5)  # it waits
+    finally:
+        finish.set()
+        first.join(120)
+    path = experiments.cache_path("model0")
+    written = path.stat().st_mtime_ns
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0 and "waiting for another process that trains model0" in err
+    assert out.startswith("model0: test acc")
+    assert path.stat().st_mtime_ns == written  # it loaded the first one's entry, did not retrain
