@@ -50,8 +50,12 @@ def _show_warnings_in_one_line() -> None:
     warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: finally blocks run, temporary files go, workers stop."""
+
+
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: finally blocks run, temp files go
+    raise Terminated
 
 
 def _train_one(name: str, force: bool) -> str:
@@ -164,10 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         if quick_mode():
             print("quick mode (LOWRANK_QUICK=1): tiny experiments for testing, not real results", file=sys.stderr)
         return _run(args, names)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("interrupted: every finished epoch is kept in the cache; run the same command to resume",
               file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     except Exception as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
