@@ -95,6 +95,7 @@ def test_dropout_mask_is_an_unbiased_scaled_bernoulli(p):
 
 
 def test_dropout_mask_for_the_post_probabilities_is_exact():
+    assert torch.equal(dropout_mask((3, 4), 0.0, torch.Generator()), torch.ones(3, 4))
     for p, scale in [(0.25, 4 / 3), (0.5, 2.0)]:
         mask = dropout_mask((1000,), p, torch.Generator().manual_seed(1))
         assert mask.max().item() == pytest.approx(scale, rel=1e-7)

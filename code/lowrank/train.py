@@ -103,6 +103,8 @@ def dropout_mask(shape: tuple[int, ...], p: float, generator: torch.Generator) -
     an integer threshold: the generator's 64-bit words are split in two, and no float uniform
     is formed. nn.Dropout's bernoulli_ costs ~3x more here, torch.rand(...) < q ~2x.
     """
+    if p == 0:
+        return torch.ones(shape, device=generator.device)  # 2^32 kept values: no int32 threshold exists
     n = math.prod(shape)
     words = torch.empty((n + 1) // 2, dtype=torch.int64, device=generator.device)
     bits = words.random_(-(2**63), None, generator=generator).view(torch.int32)[:n].view(shape)  # all 64 bits
