@@ -78,6 +78,8 @@ def open_page(target, width: int = 1280, height: int = 800, timeout_ms: int = 60
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
             page.on("requestfailed",
                     lambda r: console.append(f"requestfailed: {r.url} ({r.failure})"))
+            page.on("response", lambda r: r.status >= 400
+                    and console.append(f"http {r.status}: {r.url}"))
             page.goto(url, wait_until="load")
             yield page, console
         finally:

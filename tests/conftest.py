@@ -98,7 +98,8 @@ def rendered_site(tmp_path_factory) -> Path:
 
     Rendering a copy keeps the work tree clean (Quarto writes .quarto/, _site/, *.quarto_ipynb)
     and lets two sessions render at once. The copy imports its own code/ (PYTHONPATH) and
-    trains its quick models into a cache of its own.
+    shares the quick-mode model cache of the work tree (entries are keyed by config and
+    code, so the copy's identical code finds them; quick and full entries never mix).
     """
     quarto = quarto_executable()
     if quarto is None:
@@ -109,7 +110,9 @@ def rendered_site(tmp_path_factory) -> Path:
     env = {
         **os.environ,
         "LOWRANK_QUICK": "1",
-        "LOWRANK_CACHE": str(tmp_path_factory.mktemp("render-cache")),
+        # the quick models test_post.py's kernel uses (keyed by config and code, written
+        # atomically under a lock): training all nine again would double the render's time
+        "LOWRANK_CACHE": os.environ.get("LOWRANK_CACHE") or str(ROOT / ".cache" / "lowrank"),
         "QUARTO_PYTHON": sys.executable,
         "PYTHONPATH": os.pathsep.join([str(copy / "code"), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
