@@ -14,7 +14,8 @@ the per-epoch evaluation and the two SVDs of W, timed separately. The seed sweep
 seeds of model0 (--sweep-subset images, --sweep-epochs epochs, per-epoch evaluation included) batched in one
 process with lowrank.seeds.train_seeds, and as `python -m lowrank train --jobs 2` does it: two
 processes of one thread, one model each, with the new loop and with the old one.
-Writes bench/results/train_speed.json (or --out).
+Writes bench/results/train_speed.json and a table of it, train_speed.md (or into --out).
+On a machine shared with other work, --threads 1 gives steadier ratios (see OMP_WAIT_POLICY below).
 """
 
 import argparse
@@ -248,6 +249,45 @@ def sweep_seconds(config: TrainConfig, seeds: list[int], repeats: int) -> dict:
                 ratio_to_jobs2_new=med["batched"] / med["jobs2_new"], ratio_to_jobs2_old=med["batched"] / med["jobs2_old"])
 
 
+def markdown(results: dict) -> str:
+    """A short table of a run's figures, from its JSON."""
+    e, ratios, sweep = results["epochs"], results["ratios"], results["sweep"]
+    per, sec = e["ours_over_per_repeat"], sweep["seconds"]
+    lines = [
+        "# Training speed (written by bench/train_speed.py from train_speed.json)",
+        "",
+        f"torch {results['torch']}, {results['threads']} thread(s), {results['cpus']} CPUs, load average "
+        f"{results['load_average_start']:.1f} at the start and {results['load_average_end']:.1f} at the end, "
+        f"OMP_WAIT_POLICY={results['omp_wait_policy']}; medians of {results['repeats']} repetitions"
+        + (" (--quick: figures mean nothing)" if results["quick"] else "") + ".",
+        "",
+        "| loop | images/s (loop alone) | ours / loop | ours / loop, within repetitions |",
+        "|---|---:|---:|---:|",
+        f"| ours (lowrank.train) | {e['ours']['images_per_s']:.0f} | | |",
+        *(f"| {name} | {e[name]['images_per_s']:.0f} | {e['ours']['images_per_s'] / e[name]['images_per_s']:.2f}x "
+          f"| {per[name]:.2f}x |" for name in ("old", "plain", "example")),
+        "",
+        f"Whole epoch with evaluation and SVDs, ours / plain: {ratios['epoch_ours_over_plain']:.2f}x "
+        f"({per['plain_whole_epoch']:.2f}x within repetitions). Matmul bound "
+        f"{results['matmul_gflops']['bound']:.1f} GFLOP/s (best of 2048^3 and 64x1000x1000); ours attains "
+        f"{ratios['fraction_of_matmul_bound']:.1%} of it.",
+        "",
+        "| profile, ms per step | plain | old | ours |",
+        "|---|---:|---:|---:|",
+        "| whole step | " + " | ".join(f"{results['profile'][n]['ms_per_step']:.2f}" for n in ("plain", "old", "ours")) + " |",
+        *(f"| top op {i + 1} | " + " | ".join(
+            f"{results['profile'][n]['top'][i]['op']} {results['profile'][n]['top'][i]['ms_per_step']:.2f}"
+            for n in ("plain", "old", "ours")) + " |" for i in range(5)),
+        "",
+        f"Seed sweep, {len(sweep['seeds'])} seeds x {sweep['config']['epochs']} epoch(s) on "
+        f"{sweep['config']['train_subset']} images, wall seconds: batched {sec['batched']:.1f}, "
+        f"--jobs 2 with the new loop {sec['jobs2_new']:.1f}, with the old loop {sec['jobs2_old']:.1f}; "
+        f"batched / --jobs 2 = {sweep['per_repeat']['batched_over_jobs2_new']:.2f} (new loop) and "
+        f"{sweep['per_repeat']['batched_over_jobs2_old']:.2f} (old loop), within repetitions.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="repetitions of every timing (median reported)")
@@ -256,7 +296,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads for the loops (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run: figures mean nothing")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for train_speed.json")
+    parser.add_argument("--markdown-only", action="store_true", help="rewrite train_speed.md from train_speed.json")
     args = parser.parse_args()
+    if args.markdown_only:
+        (args.out / "train_speed.md").write_text(markdown(json.loads((args.out / "train_speed.json").read_text())))
+        return
     load_start = os.getloadavg()[0]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -309,7 +353,7 @@ def main() -> None:
         torch=torch.__version__, threads=torch.get_num_threads(), cpus=os.cpu_count(), machine=platform.machine(),
         load_average_start=load_start, load_average_end=os.getloadavg()[0],
         omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
-        quick=args.quick, repeats=args.repeats, matmul_gflops=dict(peak_2048=peak / 1e9, at_64x1000x1000=at_shape / 1e9),
+        quick=args.quick, repeats=args.repeats, matmul_gflops=dict(bound=peak / 1e9, at_64x1000x1000=at_shape / 1e9),
         flop_per_image=FLOP_PER_IMAGE, epochs=epochs,
         ratios=dict(ours_over_plain=r["ours"] / r["plain"], ours_over_old=r["ours"] / r["old"],
                     ours_over_example=r["ours"] / r["example"], epoch_ours_over_plain=e["ours"] / e["plain"],
@@ -318,6 +362,7 @@ def main() -> None:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "train_speed.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "train_speed.md").write_text(markdown(results))
     print(f"wrote {args.out / 'train_speed.json'}")
 
 

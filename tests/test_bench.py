@@ -30,3 +30,4 @@ def test_train_speed_benchmark_quick_run_writes_json(tmp_path):
     assert set(results["profile"]) == {"plain", "old", "ours"} and len(results["profile"]["ours"]["top"]) == 5
     assert set(results["sweep"]["seconds"]) == {"batched", "jobs2_new", "jobs2_old"}
     assert 0 < results["ratios"]["fraction_of_matmul_bound"] <= 1
+    assert "| plain |" in (tmp_path / "train_speed.md").read_text()
