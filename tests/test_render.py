@@ -123,9 +123,11 @@ LAYOUT_JS = """() => {
     items.push({kind: 'figure', id: where(el), scroll: el.scrollWidth, client: el.clientWidth,
                 width: img ? img.getBoundingClientRect().width : 0});
   });
+  // code: the post's code blocks; other preformatted text (the citation box) is checked too
   document.querySelectorAll('main pre').forEach(el => items.push(
-    {kind: 'code', id: where(el), scroll: el.scrollWidth, client: el.clientWidth,
-     width: el.getBoundingClientRect().width}));
+    {kind: el.classList.contains('sourceCode') && !el.closest('#quarto-appendix')
+           ? 'code' : 'pre', id: where(el),
+     scroll: el.scrollWidth, client: el.clientWidth, width: el.getBoundingClientRect().width}));
   const text = document.querySelector('main p:not(header p)');
   return {items, body: document.documentElement.scrollWidth,
           viewport: document.documentElement.clientWidth,
@@ -161,7 +163,7 @@ def test_layout_in_a_browser(rendered_site):
     for kind in ("figure", "code"):
         items = [i for i in layout["items"] if i["kind"] == kind]
         assert items, f"no {kind} measured"
-        widest = max(items, key=lambda i: i["width"])
+        widest = max(items, key=lambda i: (i["width"], i["scroll"]))
         MEASURED.append(f"widest {kind} at 1280x800: #{widest['id']}, {widest['width']:.0f} px wide "
                         f"(container scrollWidth {widest['scroll']} px, clientWidth "
                         f"{widest['client']} px; text column {layout['column']:.0f} px)")
