@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from lowrank import data as data_module
 from lowrank.data import RAW_FILES, MnistUnavailable, bad_raw_files, data_root, ensure_raw_files
@@ -20,11 +21,46 @@ def no_network(monkeypatch):
 
 
 def test_training_set_statistics_are_computed_not_copied(mnist):
-    assert mnist.mean == pytest.approx(0.1307, abs=5e-5)
-    assert mnist.std == pytest.approx(0.3081, abs=5e-5)  # the draft's 0.3881 was a typo
-    assert mnist.train_x.shape == (60000, 784) and mnist.test_x.shape == (10000, 784)
+    # from the 50,000 training images only (all 60,000 give the familiar 0.1307 / 0.3081;
+    # the draft's 0.3881 was a typo)
+    assert mnist.mean == pytest.approx(0.13096, abs=5e-5)
+    assert mnist.std == pytest.approx(0.30849, abs=5e-5)
     assert abs(mnist.train_x.mean().item()) < 1e-3 and abs(mnist.train_x.std().item() - 1) < 1e-3
     assert sorted(mnist.train_y.unique().tolist()) == list(range(10))
+
+
+def test_validation_is_the_last_10000_training_images_held_out(mnist):
+    from torchvision.datasets.mnist import read_label_file
+
+    raw = Path(os.environ["MNIST_DATA_DIR"]) / "MNIST" / "raw"
+    labels = read_label_file(str(raw / "train-labels-idx1-ubyte"))
+    assert mnist.train_x.shape == (50000, 784) and mnist.val_x.shape == (10000, 784)
+    assert mnist.test_x.shape == (10000, 784)
+    assert torch.equal(mnist.train_y, labels[:50000]) and torch.equal(mnist.val_y, labels[50000:])
+    # no image is in both (MNIST has no exact duplicates across these two parts)
+    train_rows = {row.numpy().tobytes() for row in mnist.train_x[:5000]}
+    assert not any(row.numpy().tobytes() in train_rows for row in mnist.val_x)
+
+
+@pytest.mark.parametrize("C", [2, 3, 5, 7, 10])
+def test_class_subsets_keep_only_the_first_C_digits_in_every_split(mnist, C):
+    sub = mnist.classes(C)
+    for split in ("train", "val", "test"):
+        y, full = getattr(sub, f"{split}_y"), getattr(mnist, f"{split}_y")
+        assert sorted(y.unique().tolist()) == list(range(C))
+        assert len(y) == (full < C).sum().item() == len(getattr(sub, f"{split}_x"))
+    assert torch.equal(sub.train_x, mnist.train_x[mnist.train_y < C])
+
+
+@pytest.mark.parametrize("C", [1, 11, 2.0, True])
+def test_bad_class_count_is_one_line(mnist, C):
+    with pytest.raises(ValueError, match=r"^C must be an integer in \[2, 10\], got "):
+        mnist.classes(C)
+
+
+def test_subset_keeps_validation_and_test_whole(mnist):
+    sub = mnist.subset(100)
+    assert len(sub.train_x) == 100 and len(sub.val_x) == 10000 and len(sub.test_x) == 10000
 
 
 def test_root_comes_from_argument_then_environment(monkeypatch, tmp_path):

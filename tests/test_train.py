@@ -53,7 +53,7 @@ def test_history_records_what_the_post_plots(mnist):
     assert [r["epoch"] for r in history] == [1, 2]
     assert [r["lr"] for r in history] == [1e-3, 5e-4]  # StepLR(step_size=1, gamma)
     for r in history:
-        assert set(r) == {"epoch", "lr", "train_loss", "test_loss", "test_acc", "erank", "srank", "seconds",
+        assert set(r) == {"epoch", "lr", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "erank", "srank", "seconds",
                           "train_seconds"}
         assert 0 < r["train_seconds"] < r["seconds"]  # the loop alone, without evaluation and SVDs
         assert 0 < r["test_acc"] <= 1 and 1 <= r["srank"] <= r["erank"] <= 1000

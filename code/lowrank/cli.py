@@ -1,11 +1,13 @@
 """Command line: train, list and inspect the cached experiments.
 
-    python -m lowrank list
-    python -m lowrank train model0 [--force]      # no name: all; --jobs N: N at a time
-    python -m lowrank show model0
+    python -m lowrank list                        # every experiment, its seeds and what is cached
+    python -m lowrank train model0 [--force]      # every seed; no name: all; --jobs N: N at a time
+    python -m lowrank show model0 [--seed 3]
 
-`train` shows one progress bar for the whole sweep (on a terminal) and prints each model's
-line as it finishes. Ctrl-C or SIGTERM stops every job at once; each keeps the checkpoint of
+`train` trains each experiment with each of its seeds, one (experiment, seed) per job, the
+longest first. It shows one progress bar for the whole sweep (on a terminal) and prints each
+model's line as it finishes. A λ sweep's chosen member gets its extra seeds as soon as the
+sweep's tuning runs are done. Ctrl-C or SIGTERM stops every job at once; each keeps the checkpoint of
 its last finished epoch, and the same command resumes from there. Failures are one line.
 """
 
@@ -19,8 +21,8 @@ import threading
 import time
 import warnings
 
-from lowrank.experiments import (EXPERIMENTS, CacheError, cache_dir, cache_path, check_writable, describe,
-                                 is_cached, load_or_train, quick_mode)
+from lowrank.experiments import (EXPERIMENTS, CacheError, cache_dir, cache_path, check_writable, config_for,
+                                 describe, is_cached, load_or_train, planned_seeds, quick_mode)
 
 
 class TrainFailed(RuntimeError):
@@ -29,10 +31,11 @@ class TrainFailed(RuntimeError):
 
 def format_history(history: list[dict]) -> str:
     """The per-epoch history as an aligned text table."""
-    header = f"{'epoch':>5} {'lr':>9} {'train loss':>10} {'test loss':>9} {'test acc':>8} {'erank':>8} {'srank':>7} {'seconds':>7}"
+    header = (f"{'epoch':>5} {'lr':>9} {'train loss':>10} {'val loss':>8} {'val acc':>7} {'test loss':>9} "
+              f"{'test acc':>8} {'erank':>8} {'srank':>7} {'seconds':>7}")
     rows = [
-        f"{r['epoch']:>5} {r['lr']:>9.3g} {r['train_loss']:>10.4f} {r['test_loss']:>9.4f} "
-        f"{100 * r['test_acc']:>7.2f}% {r['erank']:>8.2f} {r['srank']:>7.2f} {r['seconds']:>7.1f}"
+        f"{r['epoch']:>5} {r['lr']:>9.3g} {r['train_loss']:>10.4f} {r['val_loss']:>8.4f} {100 * r['val_acc']:>6.2f}% "
+        f"{r['test_loss']:>9.4f} {100 * r['test_acc']:>7.2f}% {r['erank']:>8.2f} {r['srank']:>7.2f} {r['seconds']:>7.1f}"
         for r in history
     ]
     return "\n".join([header, *rows])
@@ -58,10 +61,15 @@ def _interrupt(signum, frame):
     raise Terminated
 
 
-def _train_one(name: str, force: bool) -> str:
-    _, history = load_or_train(name, force=force, progress=False)
+Job = tuple[str, int]  # (experiment, seed)
+
+
+def _train_one(job: Job, force: bool) -> str:
+    name, seed = job
+    _, history = load_or_train(name, force=force, progress=False, seed=seed)
     last = history[-1]
-    return f"{name}: test acc {100 * last['test_acc']:.2f}%, effective rank {last['erank']:.2f} ({cache_path(name)})"
+    return (f"{name} seed {seed}: val acc {100 * last['val_acc']:.2f}%, test acc {100 * last['test_acc']:.2f}%, "
+            f"effective rank {last['erank']:.2f} ({cache_path(name, seed).name})")
 
 
 def _watch_parent(parent: int) -> None:
@@ -73,7 +81,7 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)  # still here: stuck in C code
 
 
-def _worker(name: str, force: bool, threads: int, parent: int, conn) -> None:
+def _worker(job: Job, force: bool, threads: int, parent: int, conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     signal.signal(signal.SIGTERM, _interrupt)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
@@ -82,37 +90,42 @@ def _worker(name: str, force: bool, threads: int, parent: int, conn) -> None:
 
     torch.set_num_threads(threads)
     try:
-        conn.send((True, _train_one(name, force)))
+        conn.send((True, _train_one(job, force)))
     except KeyboardInterrupt:
         pass
     except Exception as e:
-        conn.send((False, f"{name}: {one_line(e)}"))
+        conn.send((False, f"{job[0]} seed {job[1]}: {one_line(e)}"))
 
 
-def _train_in_pool(names: list[str], force: bool, jobs: int, done) -> None:
-    """Train names, `jobs` at a time, each in a process of its own; done(line) as each ends."""
+def _train_in_pool(next_jobs, force: bool, jobs: int, done) -> None:
+    """Train what next_jobs() lists, `jobs` at a time, each in a process of its own; done(line) as
+    each ends. next_jobs() is asked again after every job: a finished job can add new ones."""
     # fork: a worker starts watching its parent at once (a spawned one would first spend
     # seconds importing torch, orphaned if the parent dies then); safe because this
     # process has not run torch yet, so no thread pool is copied half-way
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    pending, running = list(names), {}  # sentinel -> (name, process, connection)
+    started, running = set(), {}  # sentinel -> (job, process, connection)
+    pending = [job for job in next_jobs() if job not in started]
     try:
         while pending or running:
             while pending and len(running) < jobs:
-                name = pending.pop(0)
+                job = pending.pop(0)
+                started.add(job)
                 receive, send = ctx.Pipe(duplex=False)
-                p = ctx.Process(target=_worker, args=(name, force, threads, os.getpid(), send), daemon=True)
+                p = ctx.Process(target=_worker, args=(job, force, threads, os.getpid(), send), daemon=True)
                 p.start()
                 send.close()
-                running[p.sentinel] = (name, p, receive)
+                running[p.sentinel] = (job, p, receive)
             for sentinel in multiprocessing.connection.wait(list(running)):
-                name, p, receive = running.pop(sentinel)
-                ok, line = receive.recv() if receive.poll() else (False, f"{name}: worker died (exit code {p.exitcode})")
+                job, p, receive = running.pop(sentinel)
+                died = (False, f"{job[0]} seed {job[1]}: worker died (exit code {p.exitcode})")
+                ok, line = receive.recv() if receive.poll() else died
                 p.join()
                 if not ok:
                     raise TrainFailed(line)
-                done(line)
+                done(job, line)
+            pending = [job for job in next_jobs() if job not in started]
     finally:  # error, Ctrl-C or SIGTERM: stop the others now; their last epochs are on disk
         for _, p, _ in running.values():
             p.terminate()
@@ -120,26 +133,50 @@ def _train_in_pool(names: list[str], force: bool, jobs: int, done) -> None:
             p.join()
 
 
+def _cost(job: Job) -> float:
+    """Relative training time: epochs x images x the cost of a step (a smaller batch costs more per image)."""
+    c = config_for(*job)
+    images = {2: 0.21, 3: 0.31, 5: 0.51, 7: 0.71}.get(c.classes, 1.0)  # share of MNIST's digits 0 … C−1
+    middle = 1.0 if c.rank is None else (784 + 2 * c.rank) / 1784  # fc2's share of the multiply-adds
+    return c.epochs * images * middle * (64 / c.batch_size) ** 0.5
+
+
+def _jobs(names: list[str], force: bool, finished=frozenset()) -> list[Job]:
+    """Every (experiment, seed) of names still to train, the longest first (so that the last
+    jobs are short and no core idles long); fine-tuning after the models it starts from."""
+    jobs = [(name, seed) for name in names for seed in planned_seeds(name)]
+    jobs = [job for job in jobs if job not in finished and (force or not is_cached(*job))]
+    return sorted(jobs, key=lambda job: (config_for(*job).start is not None, -_cost(job)))
+
+
 def train_all(names: list[str], force: bool, jobs: int) -> None:
-    """Train (or load) names; one progress bar on a terminal, one line per model as it ends."""
+    """Train (or load) every seed of names; one progress bar on a terminal, one line per model as it ends."""
     from tqdm.auto import tqdm
 
     tqdm.monitor_interval = 0  # no monitor thread: the workers are forked from this process
     check_writable(cache_dir())
-    jobs = max(1, min(jobs, len(names), os.cpu_count() or 1))
-    with tqdm(total=len(names), unit="model", desc="models", disable=not sys.stderr.isatty()) as bar:
-        def done(line):
+    first = _jobs(names, force)
+    jobs = max(1, min(jobs, len(first), os.cpu_count() or 1))
+    finished: set[Job] = set()
+
+    def next_jobs():  # each job once, also with --force
+        return _jobs(names, force, finished)
+
+    with tqdm(total=len(first), unit="model", desc="models", disable=not sys.stderr.isatty()) as bar:
+        def done(job, line):
+            finished.add(job)
             bar.write(line, file=sys.stdout)
             bar.update()
 
         if jobs == 1:  # no pool: a process of its own buys nothing
-            for name in names:
+            while todo := next_jobs():
                 try:
-                    done(_train_one(name, force))
+                    line = _train_one(todo[0], force)
                 except Exception as e:
-                    raise TrainFailed(f"{name}: {one_line(e)}") from None
+                    raise TrainFailed(f"{todo[0][0]} seed {todo[0][1]}: {one_line(e)}") from None
+                done(todo[0], line)
         else:
-            _train_in_pool(names, force, jobs, done)
+            _train_in_pool(next_jobs, force, jobs, done)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                          help="train N experiments at once (at most one per model and core)")
     show_p = sub.add_parser("show", help="the per-epoch history of a trained experiment")
     show_p.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}")
+    show_p.add_argument("--seed", type=int, default=0, metavar="S", help="which seed (default 0)")
     args = parser.parse_args(argv)
 
     names = args.names or list(EXPERIMENTS) if args.command == "train" else []
@@ -162,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"name must be one of {', '.join(EXPERIMENTS)}, got {unknown[0]!r}")
     if args.command == "train" and args.jobs < 1:
         parser.error(f"--jobs must be an integer >= 1, got {args.jobs}")
+    if args.command == "show" and args.seed < 0:
+        parser.error(f"--seed must be an integer >= 0, got {args.seed}")
     _show_warnings_in_one_line()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -182,19 +222,34 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, names: list[str]) -> int:
     if args.command == "list":
         for name in EXPERIMENTS:
-            try:
-                state = "cached" if is_cached(name) else "not trained"
-            except CacheError as e:
-                state = "unreadable"
-                print(f"error: {one_line(e)}", file=sys.stderr)
-            print(f"{name:10} {state:11} {describe(name)}")
+            print(_list_line(name))
     elif args.command == "train":
         train_all(names, args.force, args.jobs)
     else:
-        if not is_cached(args.name):
-            print(f"{args.name} is not trained yet: run python -m lowrank train {args.name}", file=sys.stderr)
+        if not is_cached(args.name, args.seed):
+            print(f"{args.name} seed {args.seed} is not trained yet: run python -m lowrank train {args.name}",
+                  file=sys.stderr)
             return 1
-        _, history = load_or_train(args.name)
-        print(f"{args.name}: {describe(args.name)}")
+        _, history = load_or_train(args.name, seed=args.seed)
+        print(f"{args.name} seed {args.seed}: {describe(args.name)}")
         print(format_history(history))
     return 0
+
+
+def _list_line(name: str) -> str:
+    """name, its seeds, how many of them are cached, and its config (errors: on stderr, once each)."""
+    try:
+        seeds = planned_seeds(name)
+    except CacheError as e:  # a λ sweep member that cannot be read: its choice is unknown
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        seeds = [0]
+    states = []
+    for seed in seeds:
+        try:
+            states.append("cached" if is_cached(name, seed) else "not trained")
+        except CacheError as e:
+            states.append("unreadable")
+            print(f"error: {one_line(e)}", file=sys.stderr)
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("cached", "not trained", "unreadable") if s in states)
+    span = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+    return f"{name:12} {span:10} {counts:22} {describe(name)}"

@@ -14,13 +14,14 @@ class MnistFCNet(nn.Module):
     log-softmax output.
 
     With `rank=r` the middle layer is a LowRankLinear trained from scratch in factorised
-    form.
+    form; with `classes=C` the net has C outputs (for the digits 0 … C−1).
     """
 
     def __init__(self, hidden: int = 1000, dropout: float = 0.5,
-                 rank: int | None = None):
+                 rank: int | None = None, classes: int = 10):
         super().__init__()
         check_int(hidden, "hidden", 1)
+        check_int(classes, "classes", 2, 10)
         ok = is_real(dropout) and 0 <= dropout < 1
         check(ok, "dropout", "a number in [0, 1)", repr(dropout))
         if rank is not None:
@@ -31,7 +32,7 @@ class MnistFCNet(nn.Module):
             self.fc2 = nn.Linear(hidden, hidden)
         else:
             self.fc2 = LowRankLinear.init(hidden, hidden, rank)
-        self.fc3 = nn.Linear(hidden, 10)
+        self.fc3 = nn.Linear(hidden, classes)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@
     effective_rank(W)   exp of the entropy of the normalised spectrum (Roy & Vetterli 2007)
     stable_rank(W)      ||W||_F^2 / ||W||_2^2
     numerical_rank(W)   number of singular values above a relative tolerance
+    spectral_ranks(W)   (effective_rank, stable_rank) from one SVD, as training records them
 """
 
 import torch
@@ -25,7 +26,10 @@ def effective_rank(W: torch.Tensor) -> float:
     It lies in [1, min(m, n)]: 1 for a rank-one matrix, n for an orthogonal n x n matrix.
     The convention 0 log 0 = 0 is applied by dropping zero p_i.
     """
-    s = singular_values(W)
+    return _effective_rank(singular_values(W))
+
+
+def _effective_rank(s: torch.Tensor) -> float:
     p = s / s.sum()
     p = p[p > 0]
     return float(torch.exp(-(p * p.log()).sum()))
@@ -33,8 +37,17 @@ def effective_rank(W: torch.Tensor) -> float:
 
 def stable_rank(W: torch.Tensor) -> float:
     """Stable rank ||W||_F^2 / ||W||_2^2 = sum_i s_i^2 / s_1^2, a continuous lower bound on the rank."""
-    s = singular_values(W)
+    return _stable_rank(singular_values(W))
+
+
+def _stable_rank(s: torch.Tensor) -> float:
     return float((s**2).sum() / s[0] ** 2)
+
+
+def spectral_ranks(W: torch.Tensor) -> tuple[float, float]:
+    """(effective_rank(W), stable_rank(W)) from a single SVD: the SVD is the costly part."""
+    s = singular_values(W)
+    return _effective_rank(s), _stable_rank(s)
 
 
 def numerical_rank(W: torch.Tensor, rtol: float | None = None) -> int:

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from lowrank.data import Mnist
-from lowrank.model import MnistFCNet, evaluate
-from lowrank.rank import effective_rank, stable_rank
+from lowrank.model import MnistFCNet, evaluate, factorised
+from lowrank.rank import spectral_ranks
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class TrainConfig:
     train_subset: int | None = None  # train on the first n images only (quick mode)
     hidden: int = 1000
     rank: int | None = None  # train the middle layer as U V of this rank (None: dense W)
+    classes: int = 10  # train (and evaluate) on the digits 0 … classes − 1 only
+    # fine-tuning: start from the model that `start` trains (same seed), W truncated to `rank`
+    start: "TrainConfig | None" = None
 
     def __post_init__(self):
         checks = {
@@ -50,12 +53,18 @@ class TrainConfig:
             "lam": self.lam >= 0 and (self.lam == 0 or self.penalty is not None),
             "train_subset": self.train_subset is None or self.train_subset >= 1,
             "rank": self.rank is None or 1 <= self.rank <= self.hidden,
+            "classes": isinstance(self.classes, int) and 2 <= self.classes <= 10,
+            "start": self.start is None or (
+                isinstance(self.start, TrainConfig) and self.start.rank is None and self.rank is not None
+                and (self.start.seed, self.start.hidden, self.start.classes) == (self.seed, self.hidden, self.classes)),
         }
         allowed = {
             "lr": "> 0", "gamma": "in (0, 1]", "batch_size": "an integer >= 1",
             "epochs": "an integer >= 1", "dropout": "in [0, 1)", "penalty": "None, 'l1' or 'l2'",
             "lam": ">= 0 (and 0 when penalty is None)", "train_subset": "None or >= 1",
-            "rank": f"None or an integer in [1, {self.hidden}]",
+            "rank": f"None or an integer in [1, {self.hidden}]", "classes": "an integer in [2, 10]",
+            "start": "None or the TrainConfig of a dense model with this seed, hidden and classes "
+                     "(and rank set: the rank to truncate it to)",
         }
         for name, ok in checks.items():
             if not ok:
@@ -81,6 +90,16 @@ def weight_penalty(model: MnistFCNet, penalty: str | None, lam: float) -> torch.
     if penalty == "l1":
         return lam * sum(w.abs().sum() for w in weights)
     return lam * sum(w.square().sum() for w in weights)
+
+
+def truncated_start(model: MnistFCNet, rank: int) -> MnistFCNet:
+    """A copy of the trained `model` with W = A Σ Bᵀ replaced by its rank-r truncation, stored as
+    U = A_r Σ_r^½ and V = Σ_r^½ B_rᵀ: the factors share Σ evenly, so that Adam starts them at one scale.
+    """
+    A, S, Bh = torch.linalg.svd(model.W.detach().double(), full_matrices=False)
+    root = S[:rank].sqrt()
+    U, V = (A[:, :rank] * root).float(), (root[:, None] * Bh[:rank]).float()
+    return factorised(model, U, V).train()
 
 
 def default_device() -> torch.device:
@@ -123,15 +142,20 @@ class StackedNets:
     and ReLU, dropout and their gradients take one pass each. train() is the case S = 1.
 
     Member s starts exactly as train() starts with seed s (torch.manual_seed(s), then
-    MnistFCNet) and draws its data order and its dropout masks from generators of its own.
+    MnistFCNet, or the weights of start[s] when fine-tuning) and draws its data order and its
+    dropout masks from generators of its own.
     """
 
-    def __init__(self, config: TrainConfig, seeds: list[int], device: torch.device):
+    def __init__(self, config: TrainConfig, seeds: list[int], device: torch.device,
+                 start: list[MnistFCNet] | None = None):
         self.config, self.seeds, self.device = config, list(seeds), device
         nets = []
         for seed in self.seeds:
             torch.manual_seed(seed)
-            nets.append(MnistFCNet(config.hidden, config.dropout, config.rank))
+            nets.append(MnistFCNet(config.hidden, config.dropout, config.rank, config.classes))
+        if start is not None:  # fine-tuning: member s starts from start[s]
+            for net, begin in zip(nets, start, strict=True):
+                net.load_state_dict(begin.state_dict())
         self.template = nets[0]
         # biases are stored as (S, 1, out) rows, so that baddbmm adds them to every image of a batch
         self.params = _stack(nets, device)
@@ -250,16 +274,19 @@ def train(
     resume: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     progress: bool | None = None,
+    start: MnistFCNet | None = None,
 ) -> tuple[MnistFCNet, list[dict]]:
     """Train MnistFCNet; return it (on the CPU, eval mode) and one record per epoch.
 
     Each record has epoch, lr, train_loss (mean NLL over the epoch's batches, without the
-    penalty), test_loss, test_acc, erank and srank of W, seconds (the whole epoch) and
-    train_seconds (its training loop alone, without evaluation and SVDs). `on_epoch` receives a
-    checkpoint after every epoch; passing one back as `resume` continues exactly where it
-    stopped (parameters, optimiser, scheduler and random states are all restored).
+    penalty), val_loss, val_acc, test_loss, test_acc, erank and srank of W, seconds (the whole
+    epoch) and train_seconds (its training loop alone, without evaluation and SVDs). `on_epoch`
+    receives a checkpoint after every epoch; passing one back as `resume` continues exactly
+    where it stopped (parameters, optimiser, scheduler and random states are all restored).
+    With config.start set, `start` is the model config.start trained (truncated_start cuts it).
     """
-    nets, histories = fit(config, [config.seed], data, device, resume, on_epoch, progress)
+    nets, histories = fit(config, [config.seed], data, device, resume, on_epoch, progress,
+                          None if start is None else [start])
     return nets[0], histories[0]
 
 
@@ -271,20 +298,28 @@ def fit(
     resume: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     progress: bool | None = None,
+    start: list[MnistFCNet] | None = None,
 ) -> tuple[list[MnistFCNet], list[list[dict]]]:
     """Train one model per seed together (StackedNets); their models and histories, as train() returns them."""
     device = torch.device(device) if device is not None else default_device()
     progress = sys.stdout.isatty() if progress is None else progress
+    if (config.start is None) != (start is None):
+        raise ValueError("start must be given (the models config.start trained, one per seed) exactly "
+                         f"when config.start is set, got start={'None' if start is None else 'models'} "
+                         f"and config.start={'None' if config.start is None else 'a config'}")
+    data = data.classes(config.classes)
     if config.train_subset is not None:
         data = data.subset(config.train_subset)
-    nets = StackedNets(config, seeds, device)
+    begin = None if start is None else [truncated_start(model, config.rank) for model in start]
+    nets = StackedNets(config, seeds, device, begin)
     histories: list[list[dict]] = [[] for _ in seeds]
     if resume is not None:
         nets.load_state_dict(resume["nets"])
         histories = [list(h) for h in resume["histories"]]
 
     x, y = data.train_x.to(device), data.train_y.to(device)
-    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    splits = {"val": (data.val_x.to(device), data.val_y.to(device)),
+              "test": (data.test_x.to(device), data.test_y.to(device))}
     for epoch in range(len(histories[0]) + 1, config.epochs + 1):
         start = time.perf_counter()
         lr = nets.lr
@@ -293,10 +328,11 @@ def fit(
         nets.scheduler.step()
         for s, history in enumerate(histories):
             model = nets.member(s)
-            test_loss, test_acc = evaluate(model, test_x, test_y)
-            W = model.W.detach()
-            history.append(dict(epoch=epoch, lr=lr, train_loss=train_losses[s], test_loss=test_loss,
-                                test_acc=test_acc, erank=effective_rank(W), srank=stable_rank(W)))
+            record = dict(epoch=epoch, lr=lr, train_loss=train_losses[s])
+            for split, (x_, y_) in splits.items():
+                record[f"{split}_loss"], record[f"{split}_acc"] = evaluate(model, x_, y_)
+            record["erank"], record["srank"] = spectral_ranks(model.W.detach())
+            history.append(record)
         for history in histories:  # one clock for all members: they trained together
             history[-1].update(seconds=time.perf_counter() - start, train_seconds=train_seconds)
         if on_epoch is not None:
