@@ -15,7 +15,9 @@ def test_list_names_every_experiment(quick_cache, capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in experiments.EXPERIMENTS)
-    assert "not trained" in out
+    line = {row.split()[0]: row for row in out.splitlines()}
+    assert "seeds 0-1  2 not trained" in line["model0"]  # quick mode: two seeds
+    assert "seed 0     1 not trained" in line["l2-1.0e-04"]  # a λ sweep's tuning seed
 
 
 def test_unknown_name_is_an_error_naming_the_allowed_values(capsys):
@@ -33,15 +35,20 @@ def test_show_refuses_to_train_silently(quick_cache, capsys):
 def test_train_then_show(quick_cache, capsys, monkeypatch):
     monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
     assert main(["train", "model0"]) == 0
-    assert main(["show", "model0"]) == 0
     out = capsys.readouterr().out
-    assert "effective rank" in out and "erank" in out and "baseline" in out
+    assert "model0 seed 0: val acc" in out and "model0 seed 1: val acc" in out
+    assert main(["show", "model0", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("model0 seed 1: baseline") and "val acc" in out and "erank" in out
+    assert main(["list"]) == 0
+    assert "seeds 0-1  2 cached" in capsys.readouterr().out
 
 
 def test_history_table_has_one_row_per_epoch():
-    record = dict(epoch=1, lr=1e-3, train_loss=0.5, test_loss=0.4, test_acc=0.9, erank=700.0, srank=20.0, seconds=12.0)
+    record = dict(epoch=1, lr=1e-3, train_loss=0.5, val_loss=0.3, val_acc=0.95, test_loss=0.4, test_acc=0.9,
+                  erank=700.0, srank=20.0, seconds=12.0)
     table = format_history([record, {**record, "epoch": 2}]).splitlines()
-    assert len(table) == 3 and "90.00%" in table[1]
+    assert len(table) == 3 and "90.00%" in table[1] and "95.00%" in table[1]
 
 
 def one_error_line(capsys):
@@ -57,7 +64,7 @@ def test_missing_mnist_is_one_line_naming_the_fix(quick_cache, tmp_path, monkeyp
     monkeypatch.setattr(data, "_download", lambda root: (_ for _ in ()).throw(OSError("network unreachable")))
     assert main(["train", "model0"]) == 1
     line = one_error_line(capsys)
-    assert line.startswith("error: model0: MNIST files missing") and "MNIST_DATA_DIR" in line
+    assert line.startswith("error: model0 seed 0: MNIST files missing") and "MNIST_DATA_DIR" in line
 
 
 def test_unwritable_cache_is_one_line_before_training(tmp_path, monkeypatch, capsys):
@@ -79,13 +86,15 @@ def test_one_model_needs_no_pool_and_jobs_are_clamped(quick_cache, monkeypatch, 
     from lowrank import cli
 
     monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
+    monkeypatch.setattr(experiments, "QUICK_SEEDS", 1)
     monkeypatch.setattr(cli, "_train_in_pool", lambda *a: pytest.fail("a pool for one model"))
     assert main(["train", "model0", "--jobs", "8"]) == 0
-    assert capsys.readouterr().out.startswith("model0: test acc")
+    assert capsys.readouterr().out.startswith("model0 seed 0: val acc")
 
 
 def test_unreadable_entry_is_listed_as_such_and_kept(quick_cache, monkeypatch, capsys):
     monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
+    monkeypatch.setattr(experiments, "QUICK_SEEDS", 1)
     assert main(["train", "model0"]) == 0
     path = experiments.cache_path("model0")
     real = type(path).read_bytes
@@ -95,7 +104,7 @@ def test_unreadable_entry_is_listed_as_such_and_kept(quick_cache, monkeypatch, c
     assert main(["show", "model0"]) == 1
     assert f"cannot read cache entry {path}" in one_error_line(capsys)
     assert main(["list"]) == 0
-    assert "model0     unreadable" in capsys.readouterr().out
+    assert "seed 0     1 unreadable" in capsys.readouterr().out.splitlines()[0]
     assert path.exists()
 
 
@@ -165,6 +174,7 @@ def test_interrupt_stops_every_job_in_one_line(sweep, sig):
 
 def test_corrupt_entry_is_reported_in_one_line_by_show_and_list_and_kept(quick_cache, monkeypatch, capsys):
     monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
+    monkeypatch.setattr(experiments, "QUICK_SEEDS", 1)
     assert main(["train", "model0"]) == 0
     path = experiments.cache_path("model0")
     path.write_bytes(b"not a torch file")
@@ -175,7 +185,7 @@ def test_corrupt_entry_is_reported_in_one_line_by_show_and_list_and_kept(quick_c
     assert "python -m lowrank train model0" in err[-1]
     assert main(["list"]) == 0
     captured = capsys.readouterr()
-    assert "model0     not trained" in captured.out and f"{path} is corrupt" in captured.err
+    assert "1 not trained" in captured.out.splitlines()[0] and f"{path} is corrupt" in captured.err
     assert path.read_bytes() == b"not a torch file"  # reported, kept until rebuilt
     assert main(["train", "model0"]) == 0 and experiments.is_cached("model0")
 
@@ -206,6 +216,6 @@ def test_second_train_of_the_same_model_waits_then_loads(quick_cache, monkeypatc
     path = experiments.cache_path("model0")
     written = path.stat().st_mtime_ns
     out, err = second.communicate(timeout=120)
-    assert second.returncode == 0 and "waiting for another process that trains model0" in err
-    assert out.startswith("model0: test acc")
+    assert second.returncode == 0 and "waiting for another process that trains model0-s0" in err
+    assert "model0 seed 0: val acc" in out and "model0 seed 1: val acc" in out
     assert path.stat().st_mtime_ns == written  # it loaded the first one's entry, did not retrain

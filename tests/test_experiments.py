@@ -66,7 +66,7 @@ def test_cache_miss_then_hit(quick_cache, counted_training):
 
 def test_cache_key_changes_with_config_and_code(quick_cache, monkeypatch):
     path = cache_path("model0")
-    monkeypatch.setitem(experiments.EXPERIMENTS, "model0", experiments.EXPERIMENTS["model0"].__class__(seed=1))
+    monkeypatch.setitem(experiments.EXPERIMENTS, "model0", experiments.EXPERIMENTS["model0"].__class__(gamma=0.5))
     assert cache_path("model0") != path
     monkeypatch.setattr(experiments, "code_hash", lambda: "different training code")
     assert cache_path("model0") != path
@@ -248,7 +248,7 @@ def test_second_process_waits_for_the_first_and_loads(quick_cache, counted_train
     assert torch.equal(results["first"][0].W, results["second"][0].W)
 
 
-@pytest.mark.parametrize("name", ["lowrank10", "dropout0"])
+@pytest.mark.parametrize("name", ["lowrank10", "dropout0", "classes3"])
 def test_every_kind_of_entry_validates_after_training(quick_cache, counted_training, name):
     load_or_train(name)
     with warnings.catch_warnings():
@@ -256,3 +256,67 @@ def test_every_kind_of_entry_validates_after_training(quick_cache, counted_train
         assert is_cached(name)
         load_or_train(name)
     assert counted_training == [1]
+
+
+def test_seeds_are_part_of_the_cache_key_and_the_file_name(quick_cache, counted_training):
+    assert cache_path("model0", seed=0) != cache_path("model0", seed=1)
+    assert "-s1-" in cache_path("model0", seed=1).name
+    a, _ = load_or_train("model0", seed=0)
+    b, _ = load_or_train("model0", seed=1)
+    assert counted_training == [1, 1] and not torch.equal(a.W, b.W)
+    assert is_cached("model0", 0) and is_cached("model0", 1) and not is_cached("model0", 2)
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got -1$"):
+        config_for("model0", seed=-1)
+
+
+def test_every_family_has_its_seeds(monkeypatch):
+    monkeypatch.setenv("LOWRANK_QUICK", "0")
+    monkeypatch.setattr(experiments, "is_cached", lambda name, seed=0: False)
+    for name, config in experiments.EXPERIMENTS.items():
+        seeds = experiments.planned_seeds(name)
+        if experiments._sweep_of(name):
+            assert seeds == [0]  # a tuning seed until the sweep is done
+        elif config.epochs > 5:
+            assert len(seeds) >= 3, name
+        else:
+            assert len(seeds) >= 5, name
+    monkeypatch.setenv("LOWRANK_QUICK", "1")
+    assert all(len(experiments.planned_seeds(name)) <= 2 for name in experiments.EXPERIMENTS)
+
+
+def test_one_factor_ablations_change_one_factor(monkeypatch):
+    monkeypatch.setenv("LOWRANK_QUICK", "0")
+    base20 = experiments.EXPERIMENTS["baseline20"]
+    assert base20 == experiments.replace(experiments.EXPERIMENTS["model0"], epochs=20)
+    for penalty, names in experiments.SWEEPS.items():
+        assert len(names) >= 3
+        for name in names:
+            c = experiments.EXPERIMENTS[name]
+            assert experiments.replace(c, penalty=None, lam=0.0) == base20 and c.penalty == penalty
+
+
+def test_the_sweep_member_with_the_best_validation_accuracy_is_chosen_and_gets_more_seeds(
+        quick_cache, monkeypatch):
+    accuracy = {"l2-2.0e-05": 0.97, "l2-1.0e-04": 0.98, "l2-5.0e-04": 0.96}
+    monkeypatch.setattr(experiments, "load_or_train",
+                        lambda name, seed=0, **kw: (None, [{"val_acc": accuracy[name], "val_loss": 0.1}]))
+    monkeypatch.setattr(experiments, "is_cached", lambda name, seed=0: True)
+    assert experiments.tuned("l2") == "l2-1.0e-04"
+    assert experiments.planned_seeds("l2-1.0e-04") == [0, 1] and experiments.planned_seeds("l2-5.0e-04") == [0]
+    accuracy["l2-5.0e-04"] = 0.98  # a tie goes to the lower validation loss, then the first
+    assert experiments.tuned("l2") == "l2-1.0e-04"
+    with pytest.raises(ValueError, match=r"^penalty must be one of l2, l1, got 'l3'$"):
+        experiments.tuned("l3")
+
+
+def test_fine_tuning_starts_from_the_truncated_model_with_the_same_seed(quick_cache, counted_training):
+    from lowrank.train import truncated_start
+
+    parent, _ = load_or_train("model0", seed=1)
+    tuned_model, history = load_or_train("finetune5", seed=1)
+    assert counted_training == [1, 1] and tuned_model.fc2.rank == 5 and len(history) == 1
+    start = truncated_start(parent, 5)
+    U, S, Vh = torch.linalg.svd(parent.W.double())
+    assert torch.allclose(start.W.double(), U[:, :5] * S[:5] @ Vh[:5], atol=1e-5)  # W_5 exactly
+    assert torch.equal(start.fc1.weight, parent.fc1.weight)
+    assert not torch.equal(tuned_model.fc1.weight, parent.fc1.weight)  # and then trained on

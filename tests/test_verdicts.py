@@ -214,3 +214,49 @@ def test_randomized_beats_exact():
 def test_factorised_training_beats():
     assert v.factorised_training_beats([]).startswith("It does not beat")
     assert v.factorised_training_beats([10, 20]).endswith("at r = 10 and 20.")
+
+
+# Verdicts from several seeds
+
+
+def test_separated_needs_the_intervals_apart():
+    assert v.separated([7, 7, 7], [9, 10, 8]) == -1
+    assert v.separated([9, 10, 8], [7, 7, 7]) == 1
+    assert v.separated([7, 9], [8, 10]) == 0
+    assert v.separated([5], [5]) == 0  # one seed each: equal values overlap
+
+
+def test_needed_rank_effect_branches():
+    assert v.needed_rank_effect([7, 8, 9], [8, 8, 9], "L2").startswith("no measurable difference")
+    assert "lower needed rank" in v.needed_rank_effect([4, 4, 5], [8, 9, 9], "L1")
+    assert "higher needed rank" in v.needed_rank_effect([14, 15, 15], [8, 9, 9], "L1")
+
+
+def test_accuracy_cost_branches():
+    assert v.accuracy_cost([0.98, 0.981], [0.981, 0.982]) == "at no measurable cost in accuracy"
+    assert v.accuracy_cost([0.95, 0.951], [0.98, 0.981]) == "at a measurable cost in accuracy"
+    assert v.accuracy_cost([0.99, 0.991], [0.98, 0.981]) == "with a measurable gain in accuracy"
+
+
+def test_class_count_reading_branches():
+    counts = [2, 3, 5, 7, 10]
+    assert v.class_count_reading(counts, [1, 2.4, 4, 6.2, 9.8]).startswith("Yes")
+    partly = v.class_count_reading(counts, [1, 3, 7, 10, 14])
+    assert partly.startswith("Partly") and "5.0 away" in partly
+    assert v.class_count_reading(counts, [1, 5, 3, 8, 20]).startswith("No")
+
+
+def test_best_predictor_branches():
+    assert v.best_predictor({"a": float("nan")}).startswith("no measure")
+    strong = v.best_predictor({"effective rank": 0.2, "the class count": 0.9})
+    assert strong.startswith("the class count sorts") and "effective rank +0.20" in strong
+    weak = v.best_predictor({"effective rank": 0.2, "stable rank": -0.3})
+    assert weak.startswith("none of the measures") and "stable rank" in weak
+
+
+def test_count_beyond_spread_branches():
+    same = v.count_beyond_spread({5: [0.9, 0.91]}, {5: [0.905, 0.91]}, "fine-tuning", "truncation")
+    assert same.startswith("fine-tuning and truncation cannot be told apart")
+    mixed = v.count_beyond_spread({5: [0.95, 0.96], 10: [0.9, 0.9]}, {5: [0.8, 0.81], 10: [0.97, 0.98]},
+                                  "fine-tuning", "truncation")
+    assert "fine-tuning beats truncation at r = 5" in mixed and "truncation beats fine-tuning at r = 10" in mixed

@@ -287,3 +287,83 @@ def factorised_training_beats(ranks: Sequence[int]) -> str:
     if not ranks:
         return "It does not beat compressing the trained baseline to the same rank."
     return f"It beats compressing the trained baseline to the same rank at r = {_join(ranks)}."
+
+
+# Verdicts from several seeds. An interval is mean ± one sample standard deviation over seeds;
+# two groups differ measurably only when their intervals do not overlap.
+
+def _interval(values: Sequence[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, mean
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return mean - std, mean + std
+
+
+def separated(a: Sequence[float], b: Sequence[float]) -> int:
+    """-1 if a's interval lies wholly below b's, 1 if wholly above, 0 if they overlap."""
+    (lo_a, hi_a), (lo_b, hi_b) = _interval(a), _interval(b)
+    return -1 if hi_a < lo_b else 1 if lo_a > hi_b else 0
+
+
+def needed_rank_effect(penalised: Sequence[float], baseline: Sequence[float], penalty: str) -> str:
+    """What a penalty did to the needed rank, from the per-seed needed ranks of the penalised
+    runs and of the baseline trained as long."""
+    side = separated(penalised, baseline)
+    if side == 0:
+        return (f"no measurable difference: the {penalty} runs and the baseline's overlap within "
+                "one standard deviation over seeds")
+    return (f"a {'lower' if side < 0 else 'higher'} needed rank than the baseline's, beyond one "
+            "standard deviation over seeds")
+
+
+def accuracy_cost(penalised: Sequence[float], baseline: Sequence[float]) -> str:
+    """What a penalty did to the uncompressed test accuracy, per seed."""
+    side = separated(penalised, baseline)
+    if side == 0:
+        return "at no measurable cost in accuracy"
+    return "at a measurable cost in accuracy" if side < 0 else "with a measurable gain in accuracy"
+
+
+def class_count_reading(counts: Sequence[int], needed_means: Sequence[float],
+                        within: float = 1.0) -> str:
+    """Whether the needed rank follows C − 1 for C classes, from its mean over seeds per C."""
+    off = [abs(r - (C - 1)) for C, r in zip(counts, needed_means, strict=True)]
+    if max(off) <= within:
+        return (f"Yes: the needed rank follows $C - 1$, within {within:g} of it for every class "
+                "count")
+    rises = all(b > a for a, b in zip(needed_means, needed_means[1:]))
+    if rises:
+        return (f"Partly: the needed rank grows with every added class, but it is up to "
+                f"{max(off):.1f} away from $C - 1$")
+    return "No: the needed rank does not grow with every added class"
+
+
+def best_predictor(correlations: Mapping[str, float]) -> str:
+    """Which measure sorts the runs most like their needed rank (Spearman's ρ, nan: undefined)."""
+    defined = {k: v for k, v in correlations.items() if v == v}
+    if not defined:
+        return "no measure can be correlated with the needed rank here (one of them is constant)"
+    best = max(defined, key=lambda k: abs(defined[k]))
+    others = [f"{k} {v:+.2f}" for k, v in defined.items() if k != best]
+    tail = f" (the others: {_join(others)})" if others else ""
+    if abs(defined[best]) < 0.5:
+        return (f"none of the measures sorts the runs like their needed rank: the closest is "
+                f"{best}, with ρ = {defined[best]:+.2f}{tail}")
+    return f"{best} sorts the runs most like their needed rank, with ρ = {defined[best]:+.2f}{tail}"
+
+
+def count_beyond_spread(a: Mapping[int, Sequence[float]], b: Mapping[int, Sequence[float]],
+                        what: str, than: str) -> str:
+    """At how many keys (ranks) a's per-seed values lie above b's beyond the seed spread."""
+    keys = list(a)
+    above = [k for k in keys if separated(a[k], b[k]) > 0]
+    below = [k for k in keys if separated(a[k], b[k]) < 0]
+    if not above and not below:
+        return f"{what} and {than} cannot be told apart at any rank, within the seed spread"
+    parts = []
+    if above:
+        parts.append(f"{what} beats {than} at r = {_join(above)}")
+    if below:
+        parts.append(f"{than} beats {what} at r = {_join(below)}")
+    return "; ".join(parts) + ", beyond one standard deviation over seeds"

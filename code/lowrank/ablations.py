@@ -1,0 +1,180 @@
+"""The post's answers from several seeds: needed rank chosen on validation, one record per
+trained model, and what each experiment's seeds agree on.
+
+    from lowrank.ablations import needed_rank, run_record, seed_summary
+    r = needed_rank(model, data.val_x, data.val_y)      # smallest r within 0.5 points, on validation
+    records = [run_record(model, history, data) for model, history in load_seeds("model0")]
+    seed_summary([rec["needed"] for rec in records])    # (mean, std, n)
+
+The needed rank is chosen on the validation split; the test set only reports the accuracy of
+the network truncated to that rank. Each record also carries the measures that might predict
+the needed rank (effective and stable rank, the largest gap in the leading spectrum), so that
+the post can ask which one does.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from lowrank.checks import check, check_int, is_real
+from lowrank.data import Mnist
+from lowrank.model import FactorisedEvaluator, MnistFCNet
+from lowrank.randomized import truncated_svd
+from lowrank.rank import effective_rank, stable_rank
+from lowrank.sweeps import dense_accuracy, truncation_accuracy
+
+TOLERANCE = 0.005  # half a percentage point of accuracy
+SWEEP_RANKS = 100  # every rank up to here is scored; beyond it, bisection
+
+
+def needed_rank(model: MnistFCNet, x: torch.Tensor, y: torch.Tensor,
+                tolerance: float = TOLERANCE, max_rank: int = SWEEP_RANKS) -> int:
+    """Smallest r whose truncation W_r keeps the accuracy on (x, y) within `tolerance` of the
+    uncompressed network's.
+
+    Every r up to max_rank is scored (accuracy need not grow with r); past it, bisection
+    between max_rank and min(m, n), where the full rank always qualifies.
+    """
+    check(is_real(tolerance) and 0 <= tolerance < 1, "tolerance", "a number in [0, 1)", repr(tolerance))
+    m, n = model.W.shape
+    check_int(max_rank, "max_rank", 1, min(m, n))
+    target = dense_accuracy(model, x, y) - tolerance
+    sweep = truncation_accuracy(model, x, y, max_rank)
+    hit = next((r for r, acc in enumerate(sweep, 1) if acc >= target), None)
+    if hit is not None:
+        return hit
+    evaluator = FactorisedEvaluator(model, x, y)
+    lo, hi = max_rank, min(m, n)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if evaluator(*truncated_svd(model.W.detach(), mid))[1] >= target else (mid, hi)
+    return hi
+
+
+def largest_gap(singular_values: torch.Tensor, among: int = 50) -> int:
+    """The i ≤ `among` with the largest ratio σ_i / σ_{i+1}: where the leading spectrum breaks."""
+    s = torch.as_tensor(singular_values, dtype=torch.float64)
+    check(s.ndim == 1 and len(s) > among, "singular_values", f"a vector of more than {among} values",
+          f"shape {tuple(s.shape)}")
+    ratios = s[:among] / s[1:among + 1]
+    return int(ratios.argmax()) + 1
+
+
+def run_record(model: MnistFCNet, history: Sequence[Mapping], data: Mnist,
+               tolerance: float = TOLERANCE) -> dict:
+    """One trained model in numbers: its accuracies, its ranks, and its needed rank.
+
+    `data` is the model's own data (restricted to its classes). Keys: val_acc, test_acc (the
+    uncompressed net), erank, srank, gap (largest_gap of W's spectrum), needed (chosen on
+    validation), needed_test_acc (the test accuracy at that rank) and epochs.
+    """
+    W = model.W.detach()
+    needed = needed_rank(model, data.val_x, data.val_y, tolerance)
+    factors = truncated_svd(W, needed)
+    return dict(
+        val_acc=dense_accuracy(model, data.val_x, data.val_y),
+        test_acc=dense_accuracy(model, data.test_x, data.test_y),
+        erank=effective_rank(W), srank=stable_rank(W),
+        gap=largest_gap(torch.linalg.svdvals(W.double())),
+        needed=needed,
+        needed_test_acc=FactorisedEvaluator(model, data.test_x, data.test_y)(*factors)[1],
+        epochs=len(history),
+    )
+
+
+def seed_summary(values: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, sample standard deviation, n) over seeds; the deviation of one seed is 0."""
+    v = np.asarray(values, dtype=float)
+    check(v.ndim == 1 and len(v) > 0 and np.isfinite(v).all(), "values",
+          "a non-empty list of finite numbers", repr(values)[:80])
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+def mean_std(values: Sequence[float], digits: int = 1, scale: float = 1.0) -> str:
+    """'8.2 ± 0.4' (mean ± sample standard deviation over seeds); one seed: just the value."""
+    mean, std, n = seed_summary([scale * v for v in values])
+    return f"{mean:.{digits}f}" if n == 1 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (ties get their mean rank); nan when either is constant."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    check(a.shape == b.shape and a.ndim == 1 and len(a) >= 3, "a, b",
+          "two lists of equal length >= 3", f"lengths {len(a)} and {len(b)}")
+
+    def ranks(v):
+        order = v.argsort(kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        for value in np.unique(v):  # ties: mean rank
+            r[v == value] = r[v == value].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def layer_params(m1: int, n1: int, r1: int | None, m2: int, n2: int, r2: int | None, rest: int) -> int:
+    """Numbers stored by the net with fc1 (m1 x n1) and fc2 (m2 x n2) kept at ranks r1, r2
+    (None: dense); `rest` counts everything else (biases, fc3)."""
+    stored = lambda m, n, r: m * n if r is None else r * (m + n)  # noqa: E731
+    return stored(m1, n1, r1) + stored(m2, n2, r2) + rest
+
+
+@torch.no_grad()
+def whole_net_accuracy(model: MnistFCNet, x: torch.Tensor, y: torch.Tensor,
+                       ranks1: Sequence[int | None], ranks2: Sequence[int | None]) -> dict:
+    """Accuracy on (x, y) with fc1's weight truncated to rank r1 and W (fc2's) to rank r2 by SVD,
+    for every pair (None: kept dense), and the numbers the net then stores.
+
+    Returns {(r1, r2): (params, accuracy)}. A truncated layer is applied as its two factors.
+    """
+    layers = {"fc1": model.fc1.weight.detach(), "fc2": model.W.detach()}
+    svd = {name: torch.linalg.svd(A, full_matrices=False) for name, A in layers.items()}
+
+    def apply(name, h, r):  # h A_rᵀ + b, with A_r = U_r Σ_r V_rᵀ kept as factors
+        bias = getattr(model, name).bias
+        if r is None:
+            return h @ layers[name].T + bias
+        U, S, Vh = svd[name]
+        return (h @ Vh[:r].T * S[:r]) @ U[:, :r].T + bias
+
+    rest = sum(p.numel() for p in model.parameters()) - sum(A.numel() for A in layers.values())
+    out = {}
+    for r1 in ranks1:
+        h = torch.relu(apply("fc1", x, r1))
+        for r2 in ranks2:
+            z = torch.relu(apply("fc2", h, r2))
+            accuracy = (model.fc3(z).argmax(1) == y).double().mean().item()
+            out[r1, r2] = (layer_params(*layers["fc1"].shape, r1, *layers["fc2"].shape, r2, rest), accuracy)
+    return out
+
+
+def pareto_front(points: Mapping) -> list:
+    """The keys of `points` ({key: (cost, value)}) that no other point beats: cheaper or as
+    cheap, and at least as good, and strictly one of the two. Sorted by cost."""
+    front = [k for k, (c, v) in points.items()
+             if not any((c2 <= c and v2 >= v) and (c2 < c or v2 > v) for c2, v2 in points.values())]
+    return sorted(front, key=lambda k: points[k][0])
+
+
+def smallest_within(points: Mapping, reference: float, tolerance: float = TOLERANCE):
+    """The key of `points` ({key: (cost, value)}) of least cost whose value is within
+    `tolerance` of `reference`; None when none is."""
+    ok = [k for k, (_, value) in points.items() if value >= reference - tolerance]
+    return min(ok, key=lambda k: points[k][0]) if ok else None
+
+
+def records_for(name: str, data: Mnist) -> list[dict]:
+    """run_record of every seed of experiment `name` (trained now where not cached), each
+    scored on its own digits; with the seed added."""
+    from lowrank.experiments import config_for, load_seeds, planned_seeds
+
+    runs = load_seeds(name)  # settles a λ sweep's choice before its seeds are listed
+    own = data.classes(config_for(name).classes)
+    return [{**run_record(model, history, own), "seed": seed}
+            for seed, (model, history) in zip(planned_seeds(name), runs, strict=True)]
