@@ -149,10 +149,12 @@ def test_generalisation():
 
 
 def test_dropout_ordering():
-    fall = {0.0: 30.0, 0.25: 20.0, 0.5: 10.0}
-    assert v.dropout_ordering(fall, True).endswith("in every single epoch.")
+    fall = {0.0: [30.0, 31.0], 0.25: [20.0, 21.0], 0.5: [10.0, 11.0]}
+    assert v.dropout_ordering(fall, True).endswith("beyond one standard deviation over seeds, and in every single epoch.")
     assert v.dropout_ordering(fall, False).endswith("not in every single epoch.")
-    assert v.dropout_ordering({0.0: 10.0, 0.25: 20.0, 0.5: 5.0}, True).startswith("The fall is not")
+    close = {0.0: [30.0, 20.0], 0.25: [24.0, 21.0], 0.5: [10.0, 11.0]}
+    assert v.dropout_ordering(close, True).startswith("On average the lower the dropout")
+    assert v.dropout_ordering({0.0: [10.0], 0.25: [20.0], 0.5: [5.0]}, True).startswith("The fall is not")
 
 
 def test_adaptive_outcome_capped():
@@ -260,3 +262,16 @@ def test_count_beyond_spread_branches():
     mixed = v.count_beyond_spread({5: [0.95, 0.96], 10: [0.9, 0.9]}, {5: [0.8, 0.81], 10: [0.97, 0.98]},
                                   "fine-tuning", "truncation")
     assert "fine-tuning beats truncation at r = 5" in mixed and "truncation beats fine-tuning at r = 10" in mixed
+
+
+def test_gap_positions_branches():
+    assert v.gap_positions([10, 10, 10]) == "at i = 10 for every seed"
+    assert v.gap_positions([10]) == "at i = 10"
+    assert v.gap_positions([9, 10, 9]) == "at i = 9 for 2 seeds and i = 10 for 1 seed"
+
+
+def test_whole_net_choice_branches():
+    assert v.whole_net_choice(None, 0, 10, "", "", 0.5).startswith("No pair of the grid")
+    text = v.whole_net_choice((100, None), 500, 1000, "97.00 ± 0.10", "98.00 ± 0.10", 0.56)
+    assert "first layer at rank 100 and $W$ at full rank: 500 numbers, 50.0%" in text
+    assert "at most 56%" in text

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from lowrank.data import REPO_ROOT, load_mnist
+from lowrank.data import REPO_ROOT, Mnist, load_mnist
 from lowrank.model import MnistFCNet
 from lowrank.train import TrainConfig, train
 
@@ -115,6 +115,18 @@ def quick_mode() -> bool:
 
 class CacheError(RuntimeError):
     """A cache entry or folder that cannot be read or written: kept as it is, never deleted."""
+
+
+QUICK_SCORING = 2000  # quick mode scores the post's analyses on this many validation and test images
+
+
+def scoring_data(data: Mnist) -> Mnist:
+    """`data` as the post scores its models: whole, or in quick mode only the first 2,000
+    validation and test images (training is unchanged; the tests stay quick)."""
+    if not quick_mode():
+        return data
+    n = QUICK_SCORING
+    return replace(data, val_x=data.val_x[:n], val_y=data.val_y[:n], test_x=data.test_x[:n], test_y=data.test_y[:n])
 
 
 def check_name(name: str) -> None:

@@ -183,14 +183,21 @@ def generalisation(train_loss: float, test_loss: float) -> str:
     return "not below its test loss: no sign of overfitting"
 
 
-def dropout_ordering(total_fall: Mapping[float, float], per_epoch_holds: bool) -> str:
-    """Whether the effective rank falls further the lower the dropout probability."""
+def dropout_ordering(total_fall: Mapping[float, Sequence[float]], per_epoch_holds: bool) -> str:
+    """Whether the effective rank falls further the lower the dropout probability, from the
+    per-seed falls; `per_epoch_holds`: whether the mean fall is ordered in every epoch too."""
     rates = sorted(total_fall)
-    if all(total_fall[a] > total_fall[b] for a, b in zip(rates, rates[1:])):
-        return ("In total the lower the dropout, the larger the fall"
-                + (", and in every single epoch." if per_epoch_holds
-                   else ", though not in every single epoch."))
-    return "The fall is not larger for every lower dropout probability."
+    pairs = list(zip(rates, rates[1:]))
+    mean = {rate: sum(v) / len(v) for rate, v in total_fall.items()}
+    if not all(mean[a] > mean[b] for a, b in pairs):
+        return "The fall is not larger for every lower dropout probability."
+    epochs = (", and in every single epoch." if per_epoch_holds
+              else ", though not in every single epoch.")
+    if all(separated(total_fall[a], total_fall[b]) > 0 for a, b in pairs):
+        return ("In total the lower the dropout, the larger the fall, beyond one standard "
+                "deviation over seeds" + epochs)
+    return ("On average the lower the dropout, the larger the fall" + epochs
+            + " Not every step is beyond one standard deviation over seeds.")
 
 
 def adaptive_outcome(capped: int, runs: int, overshoot: Sequence[float], certified: bool) -> str:
@@ -367,3 +374,30 @@ def count_beyond_spread(a: Mapping[int, Sequence[float]], b: Mapping[int, Sequen
     if below:
         parts.append(f"{than} beats {what} at r = {_join(below)}")
     return "; ".join(parts) + ", beyond one standard deviation over seeds"
+
+
+def gap_positions(gaps: Sequence[int]) -> str:
+    """Where the largest gap of the leading spectrum lies, over seeds: 'at i = 10 for every
+    seed' or 'at i = 9 for 3 seeds and i = 10 for 2'."""
+    counts = {g: list(gaps).count(g) for g in sorted(set(gaps))}
+    if len(counts) == 1:
+        return f"at i = {gaps[0]} for every seed" if len(gaps) > 1 else f"at i = {gaps[0]}"
+    parts = [f"i = {g} for {c} seed{'s' if c > 1 else ''}" for g, c in
+             sorted(counts.items(), key=lambda gc: -gc[1])]
+    return "at " + _join(parts)
+
+
+def whole_net_choice(best: tuple | None, stored: int, dense: int, accuracy: str, dense_accuracy: str,
+                     W_share: float) -> str:
+    """The smallest whole network (first layer at rank best[0], W at best[1]; None: full)
+    within half a point on validation, or that there is none on the grid."""
+    if best is None:
+        return ("No pair of the grid keeps the validation accuracy within half a point of the "
+                "uncompressed network's (@fig-layers).")
+    rank = lambda r: "full rank" if r is None else f"rank {r}"  # noqa: E731
+    return (f"The smallest network within half a point on validation keeps the first layer at "
+            f"{rank(best[0])} and $W$ at {rank(best[1])}: {stored:,} numbers, "
+            f"{100 * stored / dense:.1f}% of the uncompressed {dense:,}, at a test accuracy of "
+            f"{accuracy}% against {dense_accuracy}% (@fig-layers). Truncating $W$ alone can "
+            f"remove at most {100 * W_share:.0f}% of the numbers; the first layer holds most of "
+            "the rest.")
