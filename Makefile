@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 export QUARTO_PYTHON := $(abspath $(PY))
 # Quarto (pip install quarto-cli puts it in .venv/bin) and the Jupyter kernel must come from the venv.
 WITH_VENV := PATH="$(abspath $(VENV))/bin:$$PATH"
@@ -12,7 +13,7 @@ WITH_VENV := PATH="$(abspath $(VENV))/bin:$$PATH"
 help:
 	@echo "make setup        create .venv and install the package with pinned dependencies"
 	@echo "make test         run the test suite (the post runs in quick mode)"
-	@echo "make train        train or load the three models (full mode)"
+	@echo "make train        train or load every experiment with all its seeds (full mode, JOBS=nproc at a time)"
 	@echo "make render       train or load the models, then quarto render into _site/"
 	@echo "make preview      quarto preview (live reload)"
 	@echo "make bench-train  training throughput vs the PyTorch example loop and the machine's FLOP/s"
@@ -31,7 +32,7 @@ test: setup
 	$(WITH_VENV) $(PY) -m pytest  # quarto may live in .venv (pip install quarto-cli)
 
 train: setup
-	LOWRANK_QUICK= $(PY) -m lowrank train --jobs 2  # two at a time: small matmuls use two cores poorly
+	LOWRANK_QUICK= $(PY) -m lowrank train --jobs $(JOBS)  # one model per core: small matmuls use two threads poorly
 
 render: train quarto-check
 	LOWRANK_QUICK= $(WITH_VENV) quarto render

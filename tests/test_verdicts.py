@@ -253,7 +253,9 @@ def test_best_predictor_branches():
     strong = v.best_predictor({"effective rank": 0.2, "the class count": 0.9})
     assert strong.startswith("the class count sorts") and "effective rank +0.20" in strong
     weak = v.best_predictor({"effective rank": 0.2, "stable rank": -0.3})
-    assert weak.startswith("none of the measures") and "stable rank" in weak
+    assert weak.startswith("none of the measures") and "the closest is stable rank" in weak
+    tied = v.best_predictor({"gap": 0.85, "classes": 0.852, "erank": -0.7})
+    assert tied.startswith("gap and classes sort the runs") and "ρ = +0.85 and +0.85" in tied
 
 
 def test_count_beyond_spread_branches():

@@ -346,18 +346,22 @@ def class_count_reading(counts: Sequence[int], needed_means: Sequence[float],
     return "No: the needed rank does not grow with every added class"
 
 
-def best_predictor(correlations: Mapping[str, float]) -> str:
-    """Which measure sorts the runs most like their needed rank (Spearman's ρ, nan: undefined)."""
+def best_predictor(correlations: Mapping[str, float], tie: float = 0.005) -> str:
+    """Which measure sorts the runs most like their needed rank (Spearman's ρ, nan: undefined);
+    measures within `tie` of the best |ρ| share first place."""
     defined = {k: v for k, v in correlations.items() if v == v}
     if not defined:
         return "no measure can be correlated with the needed rank here (one of them is constant)"
-    best = max(defined, key=lambda k: abs(defined[k]))
-    others = [f"{k} {v:+.2f}" for k, v in defined.items() if k != best]
+    top = max(abs(v) for v in defined.values())
+    best = [k for k, v in defined.items() if abs(v) >= top - tie]
+    others = [f"{k} {v:+.2f}" for k, v in defined.items() if k not in best]
     tail = f" (the others: {_join(others)})" if others else ""
-    if abs(defined[best]) < 0.5:
-        return (f"none of the measures sorts the runs like their needed rank: the closest is "
-                f"{best}, with ρ = {defined[best]:+.2f}{tail}")
-    return f"{best} sorts the runs most like their needed rank, with ρ = {defined[best]:+.2f}{tail}"
+    values = _join(f"{defined[k]:+.2f}" for k in best)
+    if top < 0.5:
+        return (f"none of the measures sorts the runs like their needed rank: the closest "
+                f"{'is' if len(best) == 1 else 'are'} {_join(best)}, with ρ = {values}{tail}")
+    verb = "sorts" if len(best) == 1 else "sort"
+    return f"{_join(best)} {verb} the runs most like their needed rank, with ρ = {values}{tail}"
 
 
 def count_beyond_spread(a: Mapping[int, Sequence[float]], b: Mapping[int, Sequence[float]],
