@@ -208,3 +208,10 @@ def test_shown_code_fits_the_column(doc):
     long = [f"{where(c)}+{i}: {len(line)} columns" for c in doc.cells if shown(c)
             for i, line in enumerate(c.source.splitlines(), 1) if len(line) > 88]
     assert not long, "shown code lines longer than 88 columns:\n" + "\n".join(long)
+
+
+def test_the_figures_that_answer_the_questions_are_there(doc):
+    labels = {c.options["label"] for _, c in figure_cells(doc)}
+    for label in ("fig-ablation", "fig-anatomy", "fig-classes", "fig-finetune", "fig-layers",
+                  "fig-needed-rank"):
+        assert label in labels, label

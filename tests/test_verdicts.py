@@ -277,3 +277,15 @@ def test_whole_net_choice_branches():
     text = v.whole_net_choice((100, None), 500, 1000, "97.00 ± 0.10", "98.00 ± 0.10", 0.56)
     assert "first layer at rank 100 and $W$ at full rank: 500 numbers, 50.0%" in text
     assert "at most 56%" in text
+
+
+def test_bulk_reading_branches():
+    assert v.bulk_reading(1.45).startswith("a broad bulk like the random start's, grown")
+    assert v.bulk_reading(1.05).startswith("the random start's bulk, carried along")
+    assert v.bulk_reading(0.5).startswith("a bulk smaller")
+
+
+def test_relative_change_branches():
+    assert v.relative_change(731.7, 613.9) == "16% lower"
+    assert v.relative_change(8.0, 8.4) == "5% higher"
+    assert v.relative_change(8.0, 8.01) == "unchanged"

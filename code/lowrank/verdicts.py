@@ -405,3 +405,21 @@ def whole_net_choice(best: tuple | None, stored: int, dense: int, accuracy: str,
             f"{accuracy}% against {dense_accuracy}% (@fig-layers). Truncating $W$ alone can "
             f"remove at most {100 * W_share:.0f}% of the numbers; the first layer holds most of "
             "the rest.")
+
+
+def bulk_reading(ratio: float) -> str:
+    """What the median ratio of W's to W₀'s singular values beyond the leading ones says."""
+    if ratio > 1.25:
+        return ("a broad bulk like the random start's, grown by training: the update has a "
+                "broad bulk of its own")
+    if ratio >= 0.8:
+        return "the random start's bulk, carried along nearly unchanged"
+    return "a bulk smaller than the random start's: training shrank it"
+
+
+def relative_change(before: float, after: float) -> str:
+    """'43% lower', '5% higher' or 'unchanged' (to the nearest percent)."""
+    change = round(100 * (after - before) / before)
+    if change == 0:
+        return "unchanged"
+    return f"{abs(change)}% {'lower' if change < 0 else 'higher'}"
