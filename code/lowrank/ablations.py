@@ -21,33 +21,35 @@ import torch
 from lowrank.checks import check, check_int, is_real
 from lowrank.data import Mnist
 from lowrank.model import FactorisedEvaluator, MnistFCNet
-from lowrank.randomized import truncated_svd
 from lowrank.rank import _effective_rank, _stable_rank, singular_values
 from lowrank.sweeps import dense_accuracy, truncation_accuracy
 
 TOLERANCE = 0.005  # half a percentage point of accuracy
 SWEEP_RANKS = 100  # every rank up to here is scored; beyond it, bisection
+FIRST_WINDOW = 20  # ... the first 20 first: the answer is the same, found sooner
 
 
 def needed_rank(model: MnistFCNet, x: torch.Tensor, y: torch.Tensor,
-                tolerance: float = TOLERANCE, max_rank: int = SWEEP_RANKS) -> int:
+                tolerance: float = TOLERANCE, max_rank: int = SWEEP_RANKS, svd=None) -> int:
     """Smallest r whose truncation W_r keeps the accuracy on (x, y) within `tolerance` of the
     uncompressed network's.
 
     Every r up to max_rank is scored (accuracy need not grow with r); past it, bisection
-    between max_rank and min(m, n), where the full rank always qualifies.
+    between max_rank and min(m, n), where the full rank always qualifies. `svd`:
+    torch.linalg.svd(model.W, full_matrices=False), if the caller has it already.
     """
     check(is_real(tolerance) and 0 <= tolerance < 1, "tolerance", "a number in [0, 1)", repr(tolerance))
     m, n = model.W.shape
     check_int(max_rank, "max_rank", 1, min(m, n))
     target = dense_accuracy(model, x, y) - tolerance
-    sweep = truncation_accuracy(model, x, y, max_rank)
-    hit = next((r for r, acc in enumerate(sweep, 1) if acc >= target), None)
-    if hit is not None:
-        return hit
+    U, S, Vh = svd if svd is not None else torch.linalg.svd(model.W.detach(), full_matrices=False)
+    for window in sorted({min(FIRST_WINDOW, max_rank), max_rank}):  # most needed ranks are small
+        sweep = truncation_accuracy(model, x, y, window, svd=(U, S, Vh))
+        hit = next((r for r, acc in enumerate(sweep, 1) if acc >= target), None)
+        if hit is not None:
+            return hit
     evaluator = FactorisedEvaluator(model, x, y)
-    U, S, Vh = torch.linalg.svd(model.W.detach(), full_matrices=False)  # truncated_svd's factors, sliced
-    lo, hi = max_rank, min(m, n)
+    lo, hi = max_rank, min(m, n)  # truncated_svd's factors, sliced from the one SVD
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if evaluator(U[:, :mid] * S[:mid], Vh[:mid])[1] >= target else (mid, hi)
@@ -72,8 +74,9 @@ def run_record(model: MnistFCNet, history: Sequence[Mapping], data: Mnist,
     validation), needed_test_acc (the test accuracy at that rank) and epochs.
     """
     W = model.W.detach()
-    needed = needed_rank(model, data.val_x, data.val_y, tolerance)
-    factors = truncated_svd(W, needed)
+    U, S, Vh = svd = torch.linalg.svd(W, full_matrices=False)  # truncated_svd's, sliced
+    needed = needed_rank(model, data.val_x, data.val_y, tolerance, svd=svd)
+    factors = U[:, :needed] * S[:needed], Vh[:needed]
     s = singular_values(W)  # float64, once for the three measures
     return dict(
         val_acc=dense_accuracy(model, data.val_x, data.val_y),

@@ -56,7 +56,7 @@ def _svd(W):
 
 
 @torch.no_grad()
-def truncation_accuracy(model, x, y, max_rank):
+def truncation_accuracy(model, x, y, max_rank, svd=None):
     """Accuracy on (x, y) of `model` with W replaced by W_r, for r = 1 … max_rank.
 
     The same numbers as FactorisedEvaluator(model, x, y)(*truncated_svd(W, r))[1] for each r,
@@ -65,7 +65,8 @@ def truncation_accuracy(model, x, y, max_rank):
     rank-one update, one ReLU and one product with the last layer per rank.
     """
     # in W's own dtype, as the post's truncated_svd: the same factors, so the same accuracies
-    A, S, Bh = torch.linalg.svd(model.W.detach(), full_matrices=False)
+    # (`svd`: torch.linalg.svd(model.W, full_matrices=False), if the caller has it already)
+    A, S, Bh = svd if svd is not None else torch.linalg.svd(model.W.detach(), full_matrices=False)
     correct = torch.zeros(max_rank, dtype=torch.long)
     # a block of images at a time, so that its pre-activation stays in the processor's cache
     # across the ranks (all images at once: ~2.5x slower, limited by memory traffic)
