@@ -271,7 +271,7 @@ def test_seeds_are_part_of_the_cache_key_and_the_file_name(quick_cache, counted_
 
 def test_every_family_has_its_seeds(monkeypatch):
     monkeypatch.setenv("LOWRANK_QUICK", "0")
-    monkeypatch.setattr(experiments, "is_cached", lambda name, seed=0: False)
+    monkeypatch.setattr(experiments, "_history", lambda name, seed, train=True: None)  # nothing trained
     for name, config in experiments.EXPERIMENTS.items():
         seeds = experiments.planned_seeds(name)
         if experiments._sweep_of(name):
@@ -298,9 +298,8 @@ def test_one_factor_ablations_change_one_factor(monkeypatch):
 def test_the_sweep_member_with_the_best_validation_accuracy_is_chosen_and_gets_more_seeds(
         quick_cache, monkeypatch):
     accuracy = {"l2-2.0e-05": 0.97, "l2-1.0e-04": 0.98, "l2-5.0e-04": 0.96}
-    monkeypatch.setattr(experiments, "load_or_train",
-                        lambda name, seed=0, **kw: (None, [{"val_acc": accuracy[name], "val_loss": 0.1}]))
-    monkeypatch.setattr(experiments, "is_cached", lambda name, seed=0: True)
+    monkeypatch.setattr(experiments, "_history",
+                        lambda name, seed, train=True: [{"val_acc": accuracy[name], "val_loss": 0.1}])
     assert experiments.tuned("l2") == "l2-1.0e-04"
     assert experiments.planned_seeds("l2-1.0e-04") == [0, 1] and experiments.planned_seeds("l2-5.0e-04") == [0]
     accuracy["l2-5.0e-04"] = 0.98  # a tie goes to the lower validation loss, then the first
@@ -320,3 +319,16 @@ def test_fine_tuning_starts_from_the_truncated_model_with_the_same_seed(quick_ca
     assert torch.allclose(start.W.double(), U[:, :5] * S[:5] @ Vh[:5], atol=1e-5)  # W_5 exactly
     assert torch.equal(start.fc1.weight, parent.fc1.weight)
     assert not torch.equal(tuned_model.fc1.weight, parent.fc1.weight)  # and then trained on
+
+
+def test_a_verified_entry_is_not_read_again_until_the_file_changes(quick_cache, counted_training, monkeypatch):
+    load_or_train("l2-1.0e-04")
+    reads = []
+    real = experiments._load_entry
+    monkeypatch.setattr(experiments, "_load_entry", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    assert experiments._history("l2-1.0e-04", 0, train=False) is not None and reads == []
+    path = cache_path("l2-1.0e-04")
+    path.write_bytes(b"not a torch file")  # changed on disk: read again, found corrupt
+    with pytest.warns(UserWarning, match="corrupt or stale"):
+        assert experiments._history("l2-1.0e-04", 0, train=False) is None
+    assert reads == [path]

@@ -16,7 +16,7 @@ import nbformat
 from nbclient import NotebookClient
 
 import qmd
-from conftest import MEASURED
+from conftest import MEASURED, ROOT
 
 
 def test_notebook_says_how_to_install_and_has_no_page_only_cells(rendered_site):
@@ -33,8 +33,9 @@ def test_notebook_runs_top_to_bottom_in_a_fresh_kernel(rendered_site, tmp_path):
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    caches = sorted(rendered_site.parent.parent.glob("render-cache*"))  # conftest's render cache
-    env = {"LOWRANK_QUICK": "1", "LOWRANK_CACHE": str(caches[0] if caches else tmp_path / "cache")}
+    # the quick models the render used (conftest.rendered_site): trained once per session
+    cache = os.environ.get("LOWRANK_CACHE") or str(ROOT / ".cache" / "lowrank")
+    env = {"LOWRANK_QUICK": "1", "LOWRANK_CACHE": cache}
     with tempfile.TemporaryDirectory() as spec_dir:
         km = qmd._kernel_manager(Path(spec_dir))
         client = NotebookClient(nb, km=km, timeout=900, allow_errors=True, resources={"metadata": {"path": str(tmp_path)}})

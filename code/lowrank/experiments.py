@@ -172,7 +172,7 @@ def tuned(penalty: str) -> str:
     seed after the last epoch (ties: the lower validation loss). Trains the sweep if needed."""
     if penalty not in SWEEPS:
         raise ValueError(f"penalty must be one of {', '.join(SWEEPS)}, got {penalty!r}")
-    last = {name: load_or_train(name, seed=0)[1][-1] for name in SWEEPS[penalty]}
+    last = {name: _history(name, 0)[-1] for name in SWEEPS[penalty]}
     return max(SWEEPS[penalty], key=lambda name: (last[name]["val_acc"], -last[name]["val_loss"]))
 
 
@@ -187,7 +187,7 @@ def planned_seeds(name: str) -> list[int]:
     n = SEEDS_LONG if long else SEEDS_SHORT
     penalty = _sweep_of(name)
     if penalty is not None:
-        swept = all(is_cached(member) for member in SWEEPS[penalty])
+        swept = all(_history(member, 0, train=False) is not None for member in SWEEPS[penalty])
         n = SEEDS_LONG if swept and tuned(penalty) == name else SEEDS_TUNING
     return list(range(min(n, QUICK_SEEDS) if quick_mode() else n))
 
@@ -333,10 +333,40 @@ def _load_entry(path: Path, key: str, config: TrainConfig, complete: bool = True
     else:
         problem = _problem(entry, key, config, complete)
     if problem is None:
+        if complete:
+            _VERIFIED[_identity(path, key)] = entry["history"]
         return entry
     what = "cache entry" if complete else "checkpoint"
     warnings.warn(f"{what} {path} is corrupt or stale ({problem}); it will be rebuilt", stacklevel=3)
     return None
+
+
+# Histories of the entries this process has verified, by file identity: a file replaced or
+# changed on disk (atomic writes give it a new inode and mtime) is read and verified again.
+# The λ sweeps' choices consult them many times during a render or a `make train`.
+_VERIFIED: dict[tuple, list[dict]] = {}
+
+
+def _identity(path: Path, key: str) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path), st.st_ino, st.st_mtime_ns, st.st_size, key
+
+
+def _history(name: str, seed: int, train: bool = True) -> list[dict] | None:
+    """The history of (name, seed): verified once per process; trained now if `train`, else None
+    when there is no intact entry."""
+    config = config_for(name, seed)
+    path, key = cache_path(name, seed), cache_key(config)
+    identity = _identity(path, key)
+    if identity in _VERIFIED:
+        return _VERIFIED[identity]
+    if train:
+        return load_or_train(name, seed=seed)[1]
+    entry = _load_entry(path, key, config)
+    return None if entry is None else entry["history"]
 
 
 def is_cached(name: str, seed: int = 0) -> bool:
@@ -406,5 +436,6 @@ def _train_entry(config, key, path, partial, resume, progress, start) -> dict:
                              progress=progress, on_epoch=save_checkpoint, start=start)
     entry = _sealed({"key": key, "config": config.to_dict(), "history": history, "state_dict": trained.state_dict()})
     _atomic_save(entry, path)
+    _VERIFIED[_identity(path, key)] = history
     partial.unlink(missing_ok=True)
     return entry
