@@ -134,8 +134,9 @@ def check_name(name: str) -> None:
         raise ValueError(f"name must be one of {', '.join(EXPERIMENTS)}, got {name!r}")
 
 
-def _shrunk(config: TrainConfig, seed: int) -> TrainConfig:
-    start = config.start and _shrunk(config.start, seed)
+def _with_seed(config: TrainConfig, seed: int) -> TrainConfig:
+    """config (and the config it fine-tunes from) with `seed`, shrunk in quick mode."""
+    start = config.start and _with_seed(config.start, seed)
     config = replace(config, seed=seed, start=start)
     return replace(config, epochs=min(config.epochs, QUICK_EPOCHS), train_subset=QUICK_SUBSET) if quick_mode() else config
 
@@ -145,7 +146,7 @@ def config_for(name: str, seed: int = 0) -> TrainConfig:
     check_name(name)
     if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return _shrunk(EXPERIMENTS[name], seed)
+    return _with_seed(EXPERIMENTS[name], seed)
 
 
 def describe(name: str) -> str:
