@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from lowrank import MnistFCNet, TrainConfig, train
-from lowrank.train import StackedNets, dropout_mask, dropout_seed, weight_penalty
+from lowrank.train import StackedNets, dropout_mask, dropout_seed, kept_fraction, kept_threshold, weight_penalty
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -99,6 +99,18 @@ def test_dropout_mask_for_the_post_probabilities_is_exact():
     for p, scale in [(0.25, 4 / 3), (0.5, 2.0)]:
         mask = dropout_mask((1000,), p, torch.Generator().manual_seed(1))
         assert mask.max().item() == pytest.approx(scale, rel=1e-7)
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5, 0.9])
+def test_kept_fraction_is_the_threshold_s_share_of_the_int32_values(p):
+    assert kept_fraction(p) == (kept_threshold(p) + 2**31) / 2**32 and abs(kept_fraction(p) - (1 - p)) <= 2**-33
+    assert kept_fraction(0.0) == 1.0 and kept_fraction(0.5) == 0.5  # 1/q = 2: the step's alpha is exact
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, -0.1, 1.5])
+def test_kept_threshold_rejects_p_outside_the_open_interval(p):
+    with pytest.raises(ValueError, match=r"p must be in \(0, 1\)"):
+        kept_threshold(p)
 
 
 def test_dropout_mask_is_reproducible_and_seeds_differ():
