@@ -249,6 +249,16 @@ def sweep_seconds(config: TrainConfig, seeds: list[int], repeats: int) -> dict:
                 ratio_to_jobs2_new=med["batched"] / med["jobs2_new"], ratio_to_jobs2_old=med["batched"] / med["jobs2_old"])
 
 
+def sweep_fractions(results: dict) -> dict[str, float]:
+    """The share of the matmul bound that each way of running the sweep keeps the whole machine at."""
+    sweep = results["sweep"]
+    config = sweep["config"]
+    flop = len(sweep["seeds"]) * config["epochs"] * config["train_subset"] * results["flop_per_image"]
+    bound = results["matmul_gflops"]["bound"] * 1e9
+    return {label: flop / sweep["seconds"][k] / bound
+            for label, k in [("batched", "batched"), ("--jobs 2", "jobs2_new"), ("--jobs 2, old loop", "jobs2_old")]}
+
+
 def markdown(results: dict) -> str:
     """A short table of a run's figures, from its JSON."""
     e, ratios, sweep = results["epochs"], results["ratios"], results["sweep"]
@@ -284,6 +294,9 @@ def markdown(results: dict) -> str:
         f"--jobs 2 with the new loop {sec['jobs2_new']:.1f}, with the old loop {sec['jobs2_old']:.1f}; "
         f"batched / --jobs 2 = {sweep['per_repeat']['batched_over_jobs2_new']:.2f} (new loop) and "
         f"{sweep['per_repeat']['batched_over_jobs2_old']:.2f} (old loop), within repetitions.",
+        "",
+        "Whole machine, training FLOPs only (start-up, evaluation and SVDs count in the wall time): "
+        + ", ".join(f"{label} {f:.1%}" for label, f in sweep_fractions(results).items()) + " of the matmul bound.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -360,6 +373,8 @@ def main() -> None:
                     fraction_of_matmul_bound=attained / peak),
         profile=profile, sweep=dict(config=sweep_config.to_dict(), seeds=seeds, **sweep),
     )
+    print("whole machine during the sweep, training FLOPs only: " + ", ".join(
+        f"{label} {f:.1%}" for label, f in sweep_fractions(results).items()) + " of the matmul bound")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "train_speed.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "train_speed.md").write_text(markdown(results))
