@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-from lowrank import experiments
+from lowrank import cache, experiments
 from lowrank.experiments import cache_path, config_for, is_cached, load_or_train, quick_mode
 
 
@@ -68,7 +68,7 @@ def test_cache_key_changes_with_config_and_code(quick_cache, monkeypatch):
     path = cache_path("model0")
     monkeypatch.setitem(experiments.EXPERIMENTS, "model0", experiments.EXPERIMENTS["model0"].__class__(gamma=0.5))
     assert cache_path("model0") != path
-    monkeypatch.setattr(experiments, "code_hash", lambda: "different training code")
+    monkeypatch.setattr(cache, "code_hash", lambda: "different training code")
     assert cache_path("model0") != path
 
 
@@ -94,18 +94,18 @@ def test_corrupt_entry_is_reported_and_retrained(quick_cache, counted_training, 
 
 def test_interrupted_training_resumes_from_last_finished_epoch(quick_cache, counted_training, monkeypatch):
     monkeypatch.setattr(experiments, "QUICK_EPOCHS", 3)
-    real_save = experiments._atomic_save
+    real_save = experiments.atomic_save
 
     def crash_after_second_epoch(obj, path):
         real_save(obj, path)
         if len(obj["history"]) == 2 and path.name.endswith(".partial.pt"):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiments, "_atomic_save", crash_after_second_epoch)
+    monkeypatch.setattr(experiments, "atomic_save", crash_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         load_or_train("model0")
     assert counted_training == [1, 2] and not is_cached("model0")
-    monkeypatch.setattr(experiments, "_atomic_save", real_save)
+    monkeypatch.setattr(experiments, "atomic_save", real_save)
     _, history = load_or_train("model0")
     assert counted_training == [1, 2, 3]  # only the third epoch was trained again
     assert not list(quick_cache.glob("*.partial.pt")) and not list(quick_cache.glob("*.tmp"))
@@ -116,7 +116,7 @@ def test_interrupted_training_resumes_from_last_finished_epoch(quick_cache, coun
 
 
 def test_code_hash_covers_every_training_module_whole():
-    sources = experiments.training_sources()
+    sources = cache.training_sources()
     assert "def _train_epoch" in sources["train"] and "def weight_penalty" in sources["train"]
     assert "class MnistFCNet" in sources["model"] and "def load_mnist" in sources["data"]
     assert "def effective_rank" in sources["rank"]
@@ -153,7 +153,7 @@ def test_well_formed_entry_with_wrong_contents_is_rebuilt(quick_cache, counted_t
         history[0]["erank"] = "seven hundred"
     else:
         history = []
-    torch.save(experiments._sealed({**entry, "state_dict": state, "history": history}), path)
+    torch.save(cache.seal({**entry, "state_dict": state, "history": history}), path)
     with pytest.warns(UserWarning, match="corrupt or stale"):
         assert not is_cached("model0")  # `list` no longer says "cached"
     with pytest.warns(UserWarning, match="corrupt or stale"):
@@ -182,7 +182,7 @@ def test_unreadable_entry_is_an_error_naming_it_and_is_kept(quick_cache, counted
     before = path.read_bytes()
     deny_reading(monkeypatch, path)
     for call in (lambda: is_cached("model0"), lambda: load_or_train("model0")):
-        with pytest.raises(experiments.CacheError, match=rf"^cannot read cache entry {path}: Permission denied"):
+        with pytest.raises(cache.CacheError, match=rf"^cannot read cache entry {path}: Permission denied"):
             call()
     monkeypatch.undo()
     assert path.read_bytes() == before and counted_training == [1]
@@ -194,7 +194,7 @@ def test_chmod_000_entry_is_an_error_and_is_kept(quick_cache, counted_training):
     path = cache_path("model0")
     path.chmod(0)
     try:
-        with pytest.raises(experiments.CacheError, match="Permission denied"):
+        with pytest.raises(cache.CacheError, match="Permission denied"):
             load_or_train("model0")
     finally:
         path.chmod(0o644)
@@ -205,7 +205,7 @@ def test_unwritable_cache_is_found_before_any_training(tmp_path, monkeypatch, co
     monkeypatch.setenv("LOWRANK_QUICK", "1")
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "file" / "cache"))  # not a folder, even for root
-    with pytest.raises(experiments.CacheError, match=rf"^cannot write to the cache folder {tmp_path}/file/cache: "):
+    with pytest.raises(cache.CacheError, match=rf"^cannot write to the cache folder {tmp_path}/file/cache: "):
         load_or_train("model0")
     assert counted_training == []
 
@@ -325,8 +325,8 @@ def test_fine_tuning_starts_from_the_truncated_model_with_the_same_seed(quick_ca
 def test_a_verified_entry_is_not_read_again_until_the_file_changes(quick_cache, counted_training, monkeypatch):
     load_or_train("l2-1.0e-04")
     reads = []
-    real = experiments._load_entry
-    monkeypatch.setattr(experiments, "_load_entry", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    real = experiments.load_entry
+    monkeypatch.setattr(experiments, "load_entry", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
     assert experiments._history("l2-1.0e-04", 0, train=False) is not None and reads == []
     path = cache_path("l2-1.0e-04")
     path.write_bytes(b"not a torch file")  # changed on disk: read again, found corrupt

@@ -21,8 +21,9 @@ import threading
 import time
 import warnings
 
-from lowrank.experiments import (EXPERIMENTS, CacheError, cache_dir, cache_path, check_writable, config_for,
-                                 describe, is_cached, load_or_train, planned_seeds, quick_mode)
+from lowrank.cache import CacheError, cache_dir, check_writable
+from lowrank.experiments import (EXPERIMENTS, cache_path, config_for, describe, is_cached,
+                                 load_or_train, planned_seeds, quick_mode)
 
 
 class TrainFailed(RuntimeError):

@@ -1,5 +1,5 @@
-"""The post's trained models, one per experiment and seed, cached on disk and keyed by their
-config (seed included) and the training code.
+"""The post's experiments: which exist, their configs and their seeds; each (experiment, seed)
+trained once and then loaded from the cache (lowrank.cache).
 
     model, history = load_or_train("model0", seed=3)   # trains once (~1 min), then loads
     runs = load_seeds("model0")                         # [(model, history)] for each of its seeds
@@ -10,21 +10,14 @@ experiment to one epoch on 5,000 images and one seed (for tests); quick and full
 share an entry.
 """
 
-import fcntl
-import hashlib
-import io
-import json
-import math
 import os
 import sys
-import warnings
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
-from lowrank.data import REPO_ROOT, Mnist, load_mnist
+from lowrank.cache import (atomic_save, cache_dir, cache_key, check_writable, entry_lock,
+                           load_entry, remember, seal, verified_history)
+from lowrank.data import Mnist, load_mnist
 from lowrank.model import MnistFCNet
 from lowrank.train import TrainConfig, train
 
@@ -33,30 +26,11 @@ BASELINE = TrainConfig(lr=1e-3, gamma=0.7, batch_size=64, dropout=0.5, epochs=5)
 EXPERIMENTS: dict[str, TrainConfig] = {
     # The draft's baseline, exactly: lr 1e-3, gamma 0.7, batch 64, dropout 0.5, 5 epochs.
     "model0": BASELINE,
-    # L2 penalty, smaller batch, higher lr, 20 epochs (values: see TUNING).
+    # L2 penalty, smaller batch, higher lr, 20 epochs (values: README, How model6 and model10 were tuned).
     "model6": TrainConfig(lr=2e-3, gamma=0.7, batch_size=32, dropout=0.5, epochs=20, penalty="l2", lam=1e-4),
-    # L1 penalty, less dropout, higher gamma, 20 epochs (values: see TUNING).
+    # L1 penalty, less dropout, higher gamma, 20 epochs (values: README, How model6 and model10 were tuned).
     "model10": TrainConfig(lr=1e-3, gamma=0.9, batch_size=64, dropout=0.2, epochs=20, penalty="l1", lam=5e-5),
 }
-
-TUNING = """How the values the draft leaves open were chosen (seed 0, CPU, all 60,000 training
-images, scored on the test set: an earlier version of this package, before it had a validation
-split; model6 and model10 keep these values, and the post says how they were found).
-
-The draft names only the direction of each change. We took the simplest reading of it:
-model6 halves the batch (64 -> 32) and doubles the learning rate (1e-3 -> 2e-3); model10 lowers
-dropout from 0.5 to 0.2 and raises gamma from 0.7 to 0.9. Only the penalty strength lambda
-was then searched, against the draft's table: every model >= 98.0% test accuracy, effective
-rank model10 < model6 < model0, near its ~111 / ~396 / ~729.
-
-model6 (L2): lambda 5e-5 reached effective rank 574 after 4 epochs (97.3%), falling too slowly;
-2e-4 reached 348 after 8 epochs at 97.95% (heading below 330, accuracy borderline);
-1e-4 gave 403.3 and 98.31% after 20 epochs. Chosen: 1e-4.
-model10 (L1): lambda 1e-5 reached 319 after 7 epochs, levelling off far above 111; 3e-5 gave
-143.4 and 98.53% after 20 epochs; 5e-5 gave 117.8 and 98.43%. Chosen: 5e-5.
-(The 5e-5 and 2e-4 L2 runs and the 1e-5 L1 run used unfused Adam, an earlier version of the
-loop; the chosen configs were trained by the code in this package.)
-"""
 
 # One factor at a time: the baseline for 20 epochs (model6's and model10's length), then the
 # same 20 epochs with one penalty added, at three strengths each: model6's and model10's λ and
@@ -111,10 +85,6 @@ def quick_mode() -> bool:
         raise ValueError(f"LOWRANK_QUICK must be one of {'/'.join(TRUE)} or {'/'.join(FALSE[1:])} "
                          f"or empty, got {value!r}")
     return value.strip().lower() in TRUE
-
-
-class CacheError(RuntimeError):
-    """A cache entry or folder that cannot be read or written: kept as it is, never deleted."""
 
 
 QUICK_SCORING = 2000  # quick mode scores the post's analyses on this many validation and test images
@@ -200,160 +170,10 @@ def load_seeds(name: str, progress: bool | None = None) -> list[tuple[MnistFCNet
     return [load_or_train(name, progress=progress, seed=s) for s in planned_seeds(name)]
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("LOWRANK_CACHE") or REPO_ROOT / ".cache" / "lowrank")
-
-
-TRAINING_CODE = ("checks", "data", "model", "rank", "train")  # the modules whose source determines a trained model
-
-
-def training_sources() -> dict[str, str]:
-    """The source files of TRAINING_CODE, read from disk (lowrank.train is shadowed by the function)."""
-    here = Path(__file__).parent
-    return {name: (here / f"{name}.py").read_text() for name in TRAINING_CODE}
-
-
-def code_hash() -> str:
-    """Hash of the source that determines a trained model: any change there retrains."""
-    return hashlib.sha256(json.dumps(training_sources(), sort_keys=True).encode()).hexdigest()
-
-
-def cache_key(config: TrainConfig) -> str:
-    payload = json.dumps({"config": config.to_dict(), "code": code_hash(), "torch": torch.__version__}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
-
-
 def cache_path(name: str, seed: int = 0) -> Path:
     config = config_for(name, seed)
     mode = "quick" if quick_mode() else "full"
     return cache_dir() / f"{name}-s{seed}-{mode}-{cache_key(config)}.pt"
-
-
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: readers see the old entry or the new one, never half of one
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def digest(obj) -> str:
-    """SHA-256 of everything in an entry: every tensor's dtype, shape and bytes, every number."""
-    h = hashlib.sha256()
-
-    def feed(x):
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().contiguous()
-            h.update(f"tensor {x.dtype} {tuple(x.shape)}".encode())
-            h.update(x.reshape(-1).view(torch.uint8).numpy().tobytes())
-        elif isinstance(x, dict):
-            h.update(b"dict")
-            for k in sorted(x, key=repr):
-                feed(k), feed(x[k])
-        elif isinstance(x, (list, tuple)):
-            h.update(f"seq {len(x)}".encode())
-            for v in x:
-                feed(v)
-        else:
-            h.update(repr(x).encode())
-
-    feed(obj)
-    return h.hexdigest()
-
-
-def _sealed(entry: dict) -> dict:
-    """The entry with its digest, checked on every load."""
-    return {**entry, "sha256": digest(entry)}
-
-
-HISTORY_FIELDS = ("epoch", "lr", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "erank", "srank",
-                  "seconds")
-
-
-def _problem(entry, key: str, config: TrainConfig, complete: bool) -> str | None:
-    """Why `entry` is not an intact cache entry for (key, config), or None if it is."""
-    if not isinstance(entry, dict) or "sha256" not in entry:
-        return "not a cache entry"
-    if entry["sha256"] != digest({k: v for k, v in entry.items() if k != "sha256"}):
-        return "checksum mismatch: its contents were changed or damaged"
-    if entry.get("key") != key:
-        return "it belongs to another config or training code"
-    history = entry.get("history")
-    if not isinstance(history, list) or len(history) > config.epochs or (complete and len(history) != config.epochs):
-        return "wrong number of epochs in its history"
-    for i, record in enumerate(history, 1):
-        ok = isinstance(record, dict) and all(
-            isinstance(record.get(f), (int, float)) and math.isfinite(record[f]) for f in HISTORY_FIELDS)
-        if not ok or record["epoch"] != i:
-            return f"history record {i} is malformed"
-    if not complete:  # the checkpoint's layout is train's; the digest vouches for it
-        return None if isinstance(entry.get("checkpoint"), dict) else "no checkpoint"
-    state = entry.get("state_dict")
-    if not isinstance(state, dict):
-        return "no weights"
-    expected = _reference_state(config)
-    if set(state) != set(expected):
-        return f"weights have keys {sorted(state)}, expected {sorted(expected)}"
-    for name, ref in expected.items():
-        t = state[name]
-        if not isinstance(t, torch.Tensor) or t.shape != ref.shape or t.dtype != ref.dtype:
-            return f"weight {name} is not a {ref.dtype} tensor of shape {tuple(ref.shape)}"
-        if not torch.isfinite(t).all():
-            return f"weight {name} has NaN or inf entries"
-    return None
-
-
-def _reference_state(config: TrainConfig) -> dict:
-    """Names, shapes and dtypes of the weights a model of this config has (values unused)."""
-    with torch.device("meta"):
-        return MnistFCNet(config.hidden, config.dropout, config.rank, config.classes).state_dict()
-
-
-def _load_entry(path: Path, key: str, config: TrainConfig, complete: bool = True) -> dict | None:
-    """The cache entry at path if it is intact and belongs to `key`, else None (with a warning).
-
-    Nothing is deleted here: a bad entry is replaced, atomically, when it has been rebuilt.
-    An entry that cannot be read at all (permissions, I/O error) raises CacheError.
-    """
-    try:
-        data = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):  # no entry there
-        return None
-    except OSError as e:
-        raise CacheError(f"cannot read cache entry {path}: {e.strerror or e}; fix its permissions "
-                         f"or move it away (it is kept as it is)") from None
-    try:
-        entry = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as e:  # anything torch.load raises on these bytes: they are not an entry
-        entry, problem = None, f"unreadable as a torch file ({type(e).__name__}: {e})"
-    else:
-        problem = _problem(entry, key, config, complete)
-    if problem is None:
-        if complete:
-            _VERIFIED[_identity(path, key)] = entry["history"]
-        return entry
-    what = "cache entry" if complete else "checkpoint"
-    warnings.warn(f"{what} {path} is corrupt or stale ({problem}); it will be rebuilt", stacklevel=3)
-    return None
-
-
-# Histories of the entries this process has verified, by file identity: a file replaced or
-# changed on disk (atomic writes give it a new inode and mtime) is read and verified again.
-# The λ sweeps' choices consult them many times during a render or a `make train`.
-_VERIFIED: dict[tuple, list[dict]] = {}
-
-
-def _identity(path: Path, key: str) -> tuple | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return str(path), st.st_ino, st.st_mtime_ns, st.st_size, key
 
 
 def _history(name: str, seed: int, train: bool = True) -> list[dict] | None:
@@ -361,12 +181,11 @@ def _history(name: str, seed: int, train: bool = True) -> list[dict] | None:
     when there is no intact entry."""
     config = config_for(name, seed)
     path, key = cache_path(name, seed), cache_key(config)
-    identity = _identity(path, key)
-    if identity in _VERIFIED:
-        return _VERIFIED[identity]
+    if (history := verified_history(path, key)) is not None:
+        return history
     if train:
         return load_or_train(name, seed=seed)[1]
-    entry = _load_entry(path, key, config)
+    entry = load_entry(path, key, config)
     return None if entry is None else entry["history"]
 
 
@@ -376,31 +195,7 @@ def is_cached(name: str, seed: int = 0) -> bool:
     A corrupt entry gives a warning and False; an unreadable one raises CacheError.
     """
     config = config_for(name, seed)
-    return _load_entry(cache_path(name, seed), cache_key(config), config) is not None
-
-
-def check_writable(folder: Path) -> None:
-    """Raise CacheError unless files can be created in folder (created if missing)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise CacheError(f"cannot write to the cache folder {folder}: {e.strerror or e}; "
-                         f"make it writable or set LOWRANK_CACHE to a writable folder") from None
-
-
-@contextmanager
-def _entry_lock(path: Path):
-    """Hold an exclusive lock on path's entry: a second process waits here, then loads."""
-    with open(path.with_name(f".{path.name}.lock"), "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for another process that trains {path.name} ...", file=sys.stderr, flush=True)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        yield  # the lock goes with the file, also when the process dies
+    return load_entry(cache_path(name, seed), cache_key(config), config) is not None
 
 
 def load_or_train(name: str, force: bool = False, progress: bool | None = None,
@@ -415,14 +210,14 @@ def load_or_train(name: str, force: bool = False, progress: bool | None = None,
     config = config_for(name, seed)
     key, path = cache_key(config), cache_path(name, seed)
     partial = path.with_suffix(".partial.pt")
-    entry = None if force else _load_entry(path, key, config)
+    entry = None if force else load_entry(path, key, config)
     if entry is None:
         check_writable(path.parent)  # before an epoch of work, not after
-        with _entry_lock(path):
-            entry = None if force else _load_entry(path, key, config)  # trained while we waited?
+        with entry_lock(path):
+            entry = None if force else load_entry(path, key, config)  # trained while we waited?
             if entry is None:
                 start = config.start and load_or_train(_name_of(config.start), progress=progress, seed=seed)[0]
-                resume = None if force else _load_entry(partial, key, config, complete=False)
+                resume = None if force else load_entry(partial, key, config, complete=False)
                 entry = _train_entry(config, key, path, partial, resume, progress, start)
     model = MnistFCNet(config.hidden, config.dropout, config.rank, config.classes)
     model.load_state_dict(entry["state_dict"])
@@ -431,12 +226,12 @@ def load_or_train(name: str, force: bool = False, progress: bool | None = None,
 
 def _train_entry(config, key, path, partial, resume, progress, start) -> dict:
     def save_checkpoint(ckpt):
-        _atomic_save(_sealed({"key": key, "history": ckpt["history"], "checkpoint": ckpt}), partial)
+        atomic_save(seal({"key": key, "history": ckpt["history"], "checkpoint": ckpt}), partial)
 
     trained, history = train(config, load_mnist(), resume=resume and resume["checkpoint"],
                              progress=progress, on_epoch=save_checkpoint, start=start)
-    entry = _sealed({"key": key, "config": config.to_dict(), "history": history, "state_dict": trained.state_dict()})
-    _atomic_save(entry, path)
-    _VERIFIED[_identity(path, key)] = history
+    entry = seal({"key": key, "config": config.to_dict(), "history": history, "state_dict": trained.state_dict()})
+    atomic_save(entry, path)
+    remember(path, key, history)
     partial.unlink(missing_ok=True)
     return entry
