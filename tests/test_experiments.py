@@ -72,6 +72,39 @@ def test_cache_key_changes_with_config_and_code(quick_cache, monkeypatch):
     assert cache_path("model0") != path
 
 
+def test_code_hash_counts_code_not_comments_docstrings_or_layout(monkeypatch):
+    sources = cache.training_sources()
+    base = cache.code_hash()
+
+    def hash_with(train_source):
+        monkeypatch.setattr(cache, "training_sources", lambda: {**sources, "train": train_source})
+        return cache.code_hash()
+
+    text = sources["train"]
+    reworded = text.replace('"""One model in training:', '"""A model in training, reworded:')
+    assert reworded != text and hash_with(reworded) == base
+    commented = text.replace("\nTRAIN_THREADS = 1\n", "\nTRAIN_THREADS = (  # a comment\n    1\n)\n")
+    assert commented != text and hash_with(commented) == base
+    changed = text.replace("\nTRAIN_THREADS = 1\n", "\nTRAIN_THREADS = 2\n")
+    assert changed != text and hash_with(changed) != base
+    assert hash_with(text.replace("fused=True", "fused=False")) != base
+
+
+@pytest.mark.parametrize("change", ["device", "cpu", "threads"])
+def test_cache_key_changes_with_what_changes_the_floats(quick_cache, monkeypatch, change):
+    """Training on another device, CPU kernel set or thread count gives another entry."""
+    key = cache.cache_key(config_for("model0"))
+    if change == "device":
+        monkeypatch.setattr(cache, "default_device", lambda: torch.device("cuda"))
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")
+    elif change == "cpu":
+        other = "AVX2" if torch.backends.cpu.get_cpu_capability() != "AVX2" else "AVX512"
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: other)
+    else:
+        monkeypatch.setattr(cache, "TRAIN_THREADS", 2)
+    assert cache.cache_key(config_for("model0")) != key
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "other_key"])
 def test_corrupt_entry_is_reported_and_retrained(quick_cache, counted_training, damage):
     _, history = load_or_train("model0")
@@ -117,7 +150,7 @@ def test_interrupted_training_resumes_from_last_finished_epoch(quick_cache, coun
 
 def test_code_hash_covers_every_training_module_whole():
     sources = cache.training_sources()
-    assert "def _train_epoch" in sources["train"] and "def weight_penalty" in sources["train"]
+    assert "class Training" in sources["train"] and "def weight_penalty" in sources["train"]
     assert "class MnistFCNet" in sources["model"] and "def load_mnist" in sources["data"]
     assert "def effective_rank" in sources["rank"]
 

@@ -1,3 +1,4 @@
+import importlib
 import math
 
 import pytest
@@ -5,8 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from lowrank import MnistFCNet, TrainConfig, train
-from lowrank.train import StackedNets, dropout_mask, dropout_seed, kept_fraction, kept_threshold, weight_penalty
+from torch import nn
 
+from lowrank import evaluate, FactorisedEvaluator
+from lowrank.model import Dropout, dropout_mask, kept_fraction, kept_threshold, step_flops, weights
+from lowrank.train import Training, dropout_seed, weight_penalty
+
+TRAINING = importlib.import_module("lowrank.train")  # the module: lowrank.train is the function
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -120,37 +126,116 @@ def test_dropout_mask_is_reproducible_and_seeds_differ():
     assert dropout_seed(0) != dropout_seed(1) and dropout_seed(0) % 2**32 != 0  # not the shuffle's seed
 
 
-@pytest.mark.parametrize("rank, penalty, dropout", [(None, None, 0.5), (None, "l2", 0.2), (20, "l1", 0.5), (None, None, 0.0)])
-def test_step_gradients_equal_autograd_through_mnistfcnet(mnist, rank, penalty, dropout):
-    """The hand-written backward pass against autograd (the oracle), with the same dropout masks."""
+class Variant(MnistFCNet):
+    """Another network: tanh instead of ReLU, and one more hidden layer above W."""
+
+    def __init__(self, hidden=1000, dropout=0.5, rank=None, classes=10):
+        super().__init__(hidden, dropout, rank, classes)
+        self.activation = nn.Tanh()
+        self.extra = nn.Linear(hidden, hidden)
+
+    def after_W(self, a):
+        h = self.dropout(self.activation(self.extra(self.dropout(self.activation(a)))))
+        return F.log_softmax(self.fc3(h), dim=1)
+
+
+def reference_gradients(net, x, y, config):
+    """Plain autograd through `net` with the penalty formed, dropout drawn as training draws it."""
+    g = torch.Generator().manual_seed(dropout_seed(config.seed))
+    for layer in net.modules():
+        if isinstance(layer, Dropout):
+            layer.generator = g
+    net.train()
+    nll = F.nll_loss(net(x), y)
+    (nll + weight_penalty(net, config.penalty, config.lam)).backward()
+    return nll.item(), {name: p.grad for name, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize("network", [MnistFCNet, Variant])
+@pytest.mark.parametrize("rank, penalty, dropout",
+                         [(None, None, 0.5), (None, "l2", 0.2), (20, "l1", 0.5), (None, None, 0.0)])
+def test_step_gradients_equal_autograd_through_the_network(mnist, monkeypatch, network, rank,
+                                                            penalty, dropout):
+    """The training step's loss and gradients (penalty included, dropout masks alike) against
+    autograd through the network itself, for the post's network and for a variant of it."""
+    monkeypatch.setattr(TRAINING, "MnistFCNet", network)
     config = TrainConfig(rank=rank, penalty=penalty, lam=1e-3 if penalty else 0.0, dropout=dropout)
-    nets = StackedNets(config, [0], torch.device("cpu"))
-    nets.optimizer.step = lambda: None  # keep the gradients, skip the update
+    run = Training(config, torch.device("cpu"))
+    assert type(run.model) is network
     x, y = mnist.train_x[:64], mnist.train_y[:64]
-    nll = nets.step(x[None], y[None])
+    before = {name: p.detach().clone() for name, p in run.model.named_parameters()}
+    captured = {}
+    real_step = run.optimizer.step
+
+    def capture():  # the gradient Adam sees, L2 weight decay included
+        for group in run.optimizer.param_groups:
+            for p in group["params"]:
+                captured[id(p)] = p.grad + group["weight_decay"] * p.detach()
+        real_step()
+
+    run.optimizer.step = capture
+    nll = run.step(x, y)
 
     torch.manual_seed(0)
-    net = MnistFCNet(rank=rank)
-    g = torch.Generator().manual_seed(dropout_seed(0))
-    masks = [dropout_mask((64, 1000), dropout, g) if dropout else 1.0 for _ in range(2)]
-    h = F.relu(net.fc1(x)) * masks[0]
-    h = F.relu(net.fc2(h)) * masks[1]
-    reference = F.nll_loss(F.log_softmax(net.fc3(h), dim=1), y)
-    (reference + weight_penalty(net, penalty, config.lam)).backward()
-
-    assert nll.item() == pytest.approx(reference.item(), rel=1e-6)
-    for name, p in nets.params.items():
-        expected = net.get_parameter(name).grad
-        assert torch.allclose(p.grad[0].reshape(expected.shape), expected, rtol=1e-5, atol=1e-7), name
+    expected_nll, expected = reference_gradients(network(rank=rank, dropout=dropout), x, y, config)
+    assert nll.item() == pytest.approx(expected_nll, rel=1e-6)
+    for name, p in run.model.named_parameters():
+        assert torch.allclose(captured[id(p)], expected[name], rtol=1e-5, atol=1e-7), name
+        assert not torch.equal(p.detach(), before[name]), f"{name} was not updated"
 
 
-def test_stacked_members_start_as_seeded_mnistfcnets():
-    nets = StackedNets(TrainConfig(rank=10), [3, 7], torch.device("cpu"))
-    for s, seed in enumerate([3, 7]):
-        torch.manual_seed(seed)
-        fresh = MnistFCNet(rank=10)
-        for (name, a), b in zip(nets.member(s).named_parameters(), fresh.parameters()):
-            assert torch.equal(a, b), name
+def test_changing_the_network_changes_what_is_trained_and_evaluated(mnist, monkeypatch):
+    monkeypatch.setattr(TRAINING, "MnistFCNet", Variant)
+    config = TrainConfig(epochs=1, train_subset=256)
+    model, history = train(config, mnist, device="cpu")
+    assert type(model) is Variant
+    torch.manual_seed(0)
+    fresh = Variant()
+    assert not torch.equal(model.extra.weight, fresh.extra.weight)  # the extra layer trained
+    x, y = mnist.test_x[:500], mnist.test_y[:500]
+    with torch.no_grad():
+        out = model.eval()(x)  # the variant's own forward, tanh and all
+    loss, acc = evaluate(model, x, y)
+    assert loss == pytest.approx(F.nll_loss(out, y).item(), rel=1e-6)
+    assert acc == (out.argmax(1) == y).sum().item() / len(y)
+    assert FactorisedEvaluator(model, x, y).dense() == pytest.approx((loss, acc), rel=1e-5)
+    assert history[-1]["test_acc"] == evaluate(model, mnist.test_x, mnist.test_y)[1]
+
+
+def test_the_cost_model_reads_the_layers_from_the_network():
+    # forward and weight gradient of every weight, input gradients of all but the first
+    sizes = [784 * 1000, 1000 * 1000, 1000 * 10]
+    assert step_flops(MnistFCNet()) == 2 * (2 * sum(sizes) + sum(sizes[1:]))
+    assert step_flops(Variant()) == step_flops(MnistFCNet()) + 3 * 2 * 1000 * 1000
+    factorised = step_flops(MnistFCNet(rank=10))
+    assert factorised == 2 * (2 * (784_000 + 20_000 + 10_000) + 20_000 + 10_000)
+    assert [tuple(w.shape) for w in weights(MnistFCNet(rank=10))] == [(1000, 784), (1000, 10),
+                                                                     (10, 1000), (10, 1000)]
+
+
+def test_training_does_not_depend_on_the_callers_thread_count(mnist):
+    """A model depends only on its config: train() runs on TRAIN_THREADS whatever is set."""
+    config = TrainConfig(epochs=1, train_subset=640)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, _ = train(config, mnist, device="cpu")
+        assert torch.get_num_threads() == 1  # restored
+        torch.set_num_threads(2)
+        two, _ = train(config, mnist, device="cpu")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for (name, a), b in zip(one.state_dict().items(), two.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_training_starts_as_a_seeded_mnistfcnet():
+    run = Training(TrainConfig(rank=10, seed=3), torch.device("cpu"))
+    torch.manual_seed(3)
+    fresh = MnistFCNet(rank=10)
+    for (name, a), b in zip(run.model.named_parameters(), fresh.parameters()):
+        assert torch.equal(a, b), name
 
 
 @CUDA

@@ -9,6 +9,7 @@ replaced only once the new one is written; an unreadable one raises CacheError a
 alone. `cache_key` hashes the config, the training code and the torch version.
 """
 
+import ast
 import fcntl
 import hashlib
 import io
@@ -23,8 +24,7 @@ from pathlib import Path
 import torch
 
 from lowrank.data import REPO_ROOT
-from lowrank.model import MnistFCNet
-from lowrank.train import TrainConfig
+from lowrank.train import TRAIN_THREADS, TrainConfig, default_device, network
 
 
 class CacheError(RuntimeError):
@@ -45,13 +45,40 @@ def training_sources() -> dict[str, str]:
 
 
 def code_hash() -> str:
-    """Hash of the source that determines a trained model: any change there retrains."""
-    return hashlib.sha256(json.dumps(training_sources(), sort_keys=True).encode()).hexdigest()
+    """Hash of the code that determines a trained model: any change to it retrains.
+
+    It hashes each module's syntax tree without its docstrings, so comments, docstrings and
+    formatting do not count: rewording a docstring or reformatting retrains nothing.
+    """
+    trees = {name: ast.dump(_without_docstrings(ast.parse(source)))
+             for name, source in training_sources().items()}
+    return hashlib.sha256(json.dumps(trees, sort_keys=True).encode()).hexdigest()
+
+
+def _without_docstrings(tree: ast.Module) -> ast.Module:
+    for node in ast.walk(tree):
+        scope = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        body = getattr(node, "body", None)
+        if isinstance(node, scope) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def machine() -> dict:
+    """What besides the config and the code changes a trained model's floats: the device it
+    trains on, the CPU's vector instructions (they choose the kernels) and the thread count."""
+    device = default_device()
+    kind = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"device": kind, "cpu": torch.backends.cpu.get_cpu_capability(),
+            "threads": TRAIN_THREADS}
 
 
 def cache_key(config: TrainConfig) -> str:
-    payload = json.dumps({"config": config.to_dict(), "code": code_hash(), "torch": torch.__version__}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+    """The key of a trained model: its config, the training code, torch and the machine."""
+    payload = {"config": config.to_dict(), "code": code_hash(), "torch": torch.__version__,
+               **machine()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -136,7 +163,7 @@ def _problem(entry, key: str, config: TrainConfig, complete: bool) -> str | None
 def _reference_state(config: TrainConfig) -> dict:
     """Names, shapes and dtypes of the weights a model of this config has (values unused)."""
     with torch.device("meta"):
-        return MnistFCNet(config.hidden, config.dropout, config.rank, config.classes).state_dict()
+        return network(config).state_dict()
 
 
 def load_entry(path: Path, key: str, config: TrainConfig, complete: bool = True) -> dict | None:

@@ -136,10 +136,16 @@ def _train_in_pool(next_jobs, force: bool, jobs: int, done) -> None:
 
 def _cost(job: Job) -> float:
     """Relative training time: epochs x images x the cost of a step (a smaller batch costs more per image)."""
+    import torch
+
+    from lowrank.model import step_flops
+    from lowrank.train import network
+
     c = config_for(*job)
     images = {2: 0.21, 3: 0.31, 5: 0.51, 7: 0.71}.get(c.classes, 1.0)  # share of MNIST's digits 0 … C−1
-    middle = 1.0 if c.rank is None else (784 + 2 * c.rank) / 1784  # fc2's share of the multiply-adds
-    return c.epochs * images * middle * (64 / c.batch_size) ** 0.5
+    with torch.device("meta"):  # shapes only, no weights
+        flops = step_flops(network(c))
+    return c.epochs * images * flops * (64 / c.batch_size) ** 0.5
 
 
 def _jobs(names: list[str], force: bool, finished=frozenset()) -> list[Job]:

@@ -19,7 +19,7 @@ from lowrank.cache import (atomic_save, cache_dir, cache_key, check_writable, en
                            load_entry, remember, seal, verified_history)
 from lowrank.data import Mnist, load_mnist
 from lowrank.model import MnistFCNet
-from lowrank.train import TrainConfig, train
+from lowrank.train import TrainConfig, network, train
 
 BASELINE = TrainConfig(lr=1e-3, gamma=0.7, batch_size=64, dropout=0.5, epochs=5)
 
@@ -219,7 +219,7 @@ def load_or_train(name: str, force: bool = False, progress: bool | None = None,
                 start = config.start and load_or_train(_name_of(config.start), progress=progress, seed=seed)[0]
                 resume = None if force else load_entry(partial, key, config, complete=False)
                 entry = _train_entry(config, key, path, partial, resume, progress, start)
-    model = MnistFCNet(config.hidden, config.dropout, config.rank, config.classes)
+    model = network(config)
     model.load_state_dict(entry["state_dict"])
     return model.eval(), entry["history"]
 
