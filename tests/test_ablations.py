@@ -6,8 +6,7 @@ import pytest
 import scipy.stats
 import torch
 
-from lowrank.ablations import (largest_gap, mean_std, needed_rank, pareto_front, seed_summary, smallest_within, spearman,
-                               whole_net_accuracy)
+from lowrank.ablations import largest_gap, needed_rank, pareto_front, smallest_within, whole_net_accuracy
 from lowrank.model import FactorisedEvaluator, MnistFCNet
 from lowrank.randomized import truncated_svd
 
@@ -68,22 +67,6 @@ def test_largest_gap_finds_the_break_in_the_spectrum():
     assert largest_gap(s) == 10
     with pytest.raises(ValueError, match="^singular_values must be a vector of more than 50 values"):
         largest_gap(torch.ones(20))
-
-
-def test_spearman_agrees_with_scipy_including_ties():
-    a = [3, 1, 4, 1, 5, 9, 2, 6]
-    b = [2, 7, 1, 8, 2, 8, 1, 8]
-    assert spearman(a, b) == pytest.approx(scipy.stats.spearmanr(a, b).statistic)
-    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
-
-
-def test_seed_summary_and_its_text():
-    mean, std, n = seed_summary([7, 8, 9])
-    assert (mean, std, n) == (8.0, 1.0, 3)
-    assert seed_summary([5]) == (5.0, 0.0, 1)
-    assert mean_std([7, 8, 9]) == "8.0 ± 1.0" and mean_std([0.98], digits=2, scale=100) == "98.00"
-    with pytest.raises(ValueError, match="^values must be a non-empty list of finite numbers"):
-        seed_summary([])
 
 
 def test_whole_net_truncation_matches_the_dense_net_and_the_evaluator():

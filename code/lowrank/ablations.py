@@ -1,7 +1,8 @@
 """The post's answers from several seeds: needed rank chosen on validation, one record per
 trained model, and what each experiment's seeds agree on.
 
-    from lowrank.ablations import needed_rank, run_record, seed_summary
+    from lowrank.ablations import needed_rank, run_record
+    from lowrank.stats import seed_summary
     r = needed_rank(model, data.val_x, data.val_y)      # smallest r within 0.5 points, on validation
     records = [run_record(model, history, data) for model, history in load_seeds("model0")]
     seed_summary([rec["needed"] for rec in records])    # (mean, std, n)
@@ -21,7 +22,7 @@ import torch
 from lowrank.checks import check, check_int, is_real
 from lowrank.data import Mnist
 from lowrank.model import FactorisedEvaluator, MnistFCNet
-from lowrank.rank import _effective_rank, _stable_rank, singular_values
+from lowrank.rank import _effective_rank, _stable_rank, singular_values  # TODO(lead): public names after the render
 from lowrank.sweeps import dense_accuracy, truncation_accuracy
 
 TOLERANCE = 0.005  # half a percentage point of accuracy
@@ -86,40 +87,6 @@ def run_record(model: MnistFCNet, history: Sequence[Mapping], data: Mnist,
         needed_test_acc=FactorisedEvaluator(model, data.test_x, data.test_y)(*factors)[1],
         epochs=len(history),
     )
-
-
-def seed_summary(values: Sequence[float]) -> tuple[float, float, int]:
-    """(mean, sample standard deviation, n) over seeds; the deviation of one seed is 0."""
-    v = np.asarray(values, dtype=float)
-    check(v.ndim == 1 and len(v) > 0 and np.isfinite(v).all(), "values",
-          "a non-empty list of finite numbers", repr(values)[:80])
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
-
-
-def mean_std(values: Sequence[float], digits: int = 1, scale: float = 1.0) -> str:
-    """'8.2 ± 0.4' (mean ± sample standard deviation over seeds); one seed: just the value."""
-    mean, std, n = seed_summary([scale * v for v in values])
-    return f"{mean:.{digits}f}" if n == 1 else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rank correlation (ties get their mean rank); nan when either is constant."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    check(a.shape == b.shape and a.ndim == 1 and len(a) >= 3, "a, b",
-          "two lists of equal length >= 3", f"lengths {len(a)} and {len(b)}")
-
-    def ranks(v):
-        order = v.argsort(kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v))
-        for value in np.unique(v):  # ties: mean rank
-            r[v == value] = r[v == value].mean()
-        return r
-
-    ra, rb = ranks(a), ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return math.nan
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def layer_params(m1: int, n1: int, r1: int | None, m2: int, n2: int, r2: int | None, rest: int) -> int:

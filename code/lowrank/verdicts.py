@@ -11,6 +11,8 @@ The post's cells compute the numbers; these functions only choose the words.
 
 from collections.abc import Mapping, Sequence
 
+from lowrank.stats import separated
+
 
 def _join(words: Sequence[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
@@ -82,53 +84,6 @@ def erank_fall_reading(initial: float, final: float, update: float) -> str:
     return ("The update is concentrated in fewer directions than the random start (its effective "
             "rank is less than half that of $W_0$), and the fall of the effective rank of $W$ "
             "reflects that concentration, diluted by $W_0$, which is still part of $W$.")
-
-
-def needed_rank_change(ratio: float) -> str:
-    """A model's needed rank against the baseline's (`ratio` = model / baseline), in words;
-    a change by less than a fifth counts as none."""
-    if ratio <= 0.5:
-        return "clearly improves"
-    if ratio <= 0.8:
-        return "slightly improves"
-    return "worsens" if ratio >= 1.25 else "hardly changes"
-
-
-def erank_as_number(over: Sequence[float]) -> str:
-    """Whether the effective rank, `over` times the needed rank per model, predicts it as a
-    number: 'roughly' when every model is within a factor 2, else 'no'."""
-    return "roughly" if all(0.5 <= x <= 2 for x in over) else "no"
-
-
-def erank_as_ordering(erank: Mapping[str, float], needed: Mapping[str, int],
-                      distinct: float = 1.5) -> str:
-    """Whether the models sort the same way by effective rank as by needed rank.
-
-    Needed ranks that span less than a factor `distinct` are too close to order at all.
-    """
-    if max(needed.values()) < distinct * min(needed.values()):
-        return (f"the effective rank cannot be judged here: it spans a factor of "
-                f"{max(erank.values()) / min(erank.values()):.1f} across the models, while "
-                f"their needed ranks ({min(needed.values())} to {max(needed.values())}) are "
-                "too close to order them")
-    by_erank = sorted(erank, key=erank.get)
-    by_needed = sorted(needed, key=needed.get)
-    if by_erank == by_needed:
-        return ("it works in these runs: the models sort the same way by effective rank and by "
-                "needed rank")
-    return (f"it fails: the models sort differently by effective rank ({', '.join(by_erank)}) "
-            f"and by needed rank ({', '.join(by_needed)})")
-
-
-def rank_trend(ranks: Sequence[int], accuracies: Sequence[float]) -> str:
-    """How accuracy changes with the rank over all `ranks` (ascending), not only the ends."""
-    steps = [b - a for a, b in zip(accuracies, accuracies[1:])]
-    if all(s <= 0 for s in steps):
-        return "Lower ranks do at least as well as higher ones here"
-    if all(s >= 0 for s in steps):
-        return "Higher ranks do at least as well as lower ones here"
-    return (f"The accuracy does not change monotonically with the rank here (ranks "
-            f"{_join(ranks)})")
 
 
 def faster_up_to(break_even: int | None, ranks: Sequence[int]) -> str:
@@ -289,29 +244,8 @@ def randomized_beats_exact(reverse: Sequence[tuple[str, int]]) -> str:
             "point. The best approximation in norm need not be the best one for the network.")
 
 
-def factorised_training_beats(ranks: Sequence[int]) -> str:
-    """The ranks at which training in factorised form beat compressing the trained baseline."""
-    if not ranks:
-        return "It does not beat compressing the trained baseline to the same rank."
-    return f"It beats compressing the trained baseline to the same rank at r = {_join(ranks)}."
-
-
-# Verdicts from several seeds. An interval is mean ± one sample standard deviation over seeds;
-# two groups differ measurably only when their intervals do not overlap.
-
-def _interval(values: Sequence[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) == 1:
-        return mean, mean
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return mean - std, mean + std
-
-
-def separated(a: Sequence[float], b: Sequence[float]) -> int:
-    """-1 if a's interval lies wholly below b's, 1 if wholly above, 0 if they overlap."""
-    (lo_a, hi_a), (lo_b, hi_b) = _interval(a), _interval(b)
-    return -1 if hi_a < lo_b else 1 if lo_a > hi_b else 0
-
+# Verdicts from several seeds: two groups differ only when their ±1 SD intervals do not overlap
+# (lowrank.stats.separated).
 
 def needed_rank_effect(penalised: Sequence[float], baseline: Sequence[float], penalty: str) -> str:
     """What a penalty did to the needed rank, from the per-seed needed ranks of the penalised
@@ -402,7 +336,7 @@ def whole_net_choice(best: tuple | None, stored: int, dense: int, accuracy: str,
     return (f"The smallest network within half a point on validation keeps the first layer at "
             f"{rank(best[0])} and $W$ at {rank(best[1])}: {stored:,} numbers, "
             f"{100 * stored / dense:.1f}% of the uncompressed {dense:,}, at a test accuracy of "
-            f"{accuracy}% against {dense_accuracy}% (@fig-layers). Truncating $W$ alone can "
+            f"{accuracy}% against {dense_accuracy}%. Truncating $W$ alone can "
             f"remove at most {100 * W_share:.0f}% of the numbers; the first layer holds most of "
             "the rest.")
 
