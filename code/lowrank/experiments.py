@@ -15,11 +15,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from lowrank.cache import (atomic_save, cache_dir, cache_key, check_writable, entry_lock,
                            load_entry, remember, seal, verified_history)
 from lowrank.data import Mnist, load_mnist
 from lowrank.model import MnistFCNet
-from lowrank.train import TrainConfig, network, train
+from lowrank.train import TrainConfig, initial_model, network, train
 
 BASELINE = TrainConfig(lr=1e-3, gamma=0.7, batch_size=64, dropout=0.5, epochs=5)
 
@@ -117,6 +119,11 @@ def config_for(name: str, seed: int = 0) -> TrainConfig:
     if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     return _with_seed(EXPERIMENTS[name], seed)
+
+
+def initial_weight(name: str, seed: int = 0) -> torch.Tensor:
+    """W₀, the W that `load_or_train(name, seed=seed)` starts training from."""
+    return initial_model(config_for(name, seed)).W.detach()
 
 
 def describe(name: str) -> str:

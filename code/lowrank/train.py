@@ -84,6 +84,12 @@ def network(config: TrainConfig) -> MnistFCNet:
     return MnistFCNet(config.hidden, config.dropout, config.rank, config.classes)
 
 
+def initial_model(config: TrainConfig) -> MnistFCNet:
+    """The network training starts from: torch seeded with the config's seed, then built."""
+    torch.manual_seed(config.seed)
+    return network(config)
+
+
 def weight_penalty(model: MnistFCNet, penalty: str | None, lam: float) -> torch.Tensor:
     """lam * sum over the weight matrices of sum |w| (l1) or sum w^2 (l2); biases are not
     penalised. For a factorised middle layer, its factors U and V are penalised in place of W.
@@ -144,8 +150,7 @@ class Training:
     def __init__(self, config: TrainConfig, device: torch.device,
                  start: MnistFCNet | None = None):
         self.config = config
-        torch.manual_seed(config.seed)
-        self.model = network(config)
+        self.model = initial_model(config)
         if start is not None:  # fine-tuning: start from these weights
             self.model.load_state_dict(start.state_dict())
         self.model.to(device).train()
