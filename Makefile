@@ -8,11 +8,12 @@ export QUARTO_PYTHON := $(abspath $(PY))
 # Quarto (pip install quarto-cli puts it in .venv/bin) and the Jupyter kernel must come from the venv.
 WITH_VENV := PATH="$(abspath $(VENV))/bin:$$PATH"
 
-.PHONY: help setup test train render preview quarto-check bench-train bench-rsvd clean clean-cache
+.PHONY: help setup lint test train render preview quarto-check bench-train bench-rsvd clean clean-cache
 
 help:
 	@echo "make setup        create .venv and install the package with pinned dependencies"
-	@echo "make test         run the test suite (the post runs in quick mode)"
+	@echo "make lint         ruff check and ruff format --check over the whole tree"
+	@echo "make test         make lint, then the test suite (the post runs in quick mode)"
 	@echo "make train        train or load every experiment with all its seeds (full mode, JOBS=nproc at a time)"
 	@echo "make render       train or load the models, then quarto render into _site/"
 	@echo "make preview      quarto preview (live reload)"
@@ -28,7 +29,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: setup
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
 	$(WITH_VENV) $(PY) -m pytest  # quarto may live in .venv (pip install quarto-cli)
 
 train: setup

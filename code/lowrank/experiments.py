@@ -107,10 +107,18 @@ def check_name(name: str) -> None:
 
 
 def _with_seed(config: TrainConfig, seed: int) -> TrainConfig:
-    """config (and the config it fine-tunes from) with `seed`, shrunk in quick mode."""
-    start = config.start and _with_seed(config.start, seed)
-    config = replace(config, seed=seed, start=start)
-    return replace(config, epochs=min(config.epochs, QUICK_EPOCHS), train_subset=QUICK_SUBSET) if quick_mode() else config
+    """config, and the config it fine-tunes from, with `seed`."""
+    return replace(config, seed=seed, start=config.start and _with_seed(config.start, seed))
+
+
+def _shrunk(config: TrainConfig) -> TrainConfig:
+    """config as quick mode trains it: QUICK_EPOCHS epochs on QUICK_SUBSET images (and so the
+    config it fine-tunes from); unchanged in full mode."""
+    if not quick_mode():
+        return config
+    start = config.start and _shrunk(config.start)
+    return replace(config, epochs=min(config.epochs, QUICK_EPOCHS), train_subset=QUICK_SUBSET,
+                   start=start)
 
 
 def config_for(name: str, seed: int = 0) -> TrainConfig:
@@ -118,7 +126,7 @@ def config_for(name: str, seed: int = 0) -> TrainConfig:
     check_name(name)
     if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return _with_seed(EXPERIMENTS[name], seed)
+    return _shrunk(_with_seed(EXPERIMENTS[name], seed))
 
 
 def initial_weight(name: str, seed: int = 0) -> torch.Tensor:
