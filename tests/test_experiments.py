@@ -72,6 +72,15 @@ def test_cache_key_changes_with_config_and_code(quick_cache, monkeypatch):
     assert cache_path("model0") != path
 
 
+def test_code_hash_is_of_the_code_this_process_imported(monkeypatch, tmp_path):
+    """Editing a training module while a long run trains must not relabel its models."""
+    key = cache.code_hash()
+    real_read = type(tmp_path).read_text
+    monkeypatch.setattr(type(tmp_path), "read_text", lambda self, *a, **k: "x = 'edited'")
+    assert cache.code_hash() == key
+    monkeypatch.setattr(type(tmp_path), "read_text", real_read)
+
+
 def test_code_hash_counts_code_not_comments_docstrings_or_layout(monkeypatch):
     sources = cache.training_sources()
     base = cache.code_hash()

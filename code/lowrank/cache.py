@@ -38,10 +38,19 @@ def cache_dir() -> Path:
 TRAINING_CODE = ("checks", "data", "model", "rank", "train")  # the modules whose source determines a trained model
 
 
-def training_sources() -> dict[str, str]:
-    """The source files of TRAINING_CODE, read from disk (lowrank.train is shadowed by the function)."""
-    here = Path(__file__).parent
+def _read_sources() -> dict[str, str]:
+    here = Path(__file__).parent  # from disk: lowrank.train is shadowed by the function
     return {name: (here / f"{name}.py").read_text() for name in TRAINING_CODE}
+
+
+# Read once, as this process imports them: the modules it trains with. A file edited while a
+# long `make train` runs must not relabel the models that the old code goes on training.
+_IMPORTED_SOURCES = _read_sources()
+
+
+def training_sources() -> dict[str, str]:
+    """The source of TRAINING_CODE as this process imported it."""
+    return dict(_IMPORTED_SOURCES)
 
 
 def code_hash() -> str:
