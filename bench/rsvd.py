@@ -18,12 +18,13 @@ import json
 import platform
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import sklearn
 import torch
-from threadpoolctl import threadpool_limits
 from sklearn.utils.extmath import randomized_svd as sklearn_randomized_svd
+from threadpoolctl import threadpool_limits
 
 from lowrank.randomized import randomized_svd, spectral_error
 
@@ -74,12 +75,17 @@ def timed(f):
 
 def bench_matrix(name, A, σ, ks, qs, args):
     print(f"\n{name}: {tuple(A.shape)} {str(A.dtype).removeprefix('torch.')}", flush=True)
-    full = [timed(lambda: torch.linalg.svd(A, full_matrices=False)) for _ in range(args.full_repeats)]
+    full = [
+        timed(lambda: torch.linalg.svd(A, full_matrices=False)) for _ in range(args.full_repeats)
+    ]
     full_median = statistics.median(t for t, _, _ in full)
     U, S, Vh = full[0][2]
     full_error = {k: spectral_error(A, U[:, :k] * S[:k], Vh[:k]) / σ[k].item() for k in ks}
-    print(f"  full SVD {full_median:.3f} s (median of {args.full_repeats}); "
-          f"rank-k error / σ_k+1: {', '.join(f'{v:.4f}' for v in full_error.values())}", flush=True)
+    print(
+        f"  full SVD {full_median:.3f} s (median of {args.full_repeats}); "
+        f"rank-k error / σ_k+1: {', '.join(f'{v:.4f}' for v in full_error.values())}",
+        flush=True,
+    )
     for method in METHODS:  # warm up: first calls pay for thread pools and allocations
         run_method(method, A, ks[0], 0, seed=0)
     rows = []
@@ -89,27 +95,44 @@ def bench_matrix(name, A, σ, ks, qs, args):
             cpu_seconds = {m: [] for m in METHODS}
             errors = {m: [] for m in METHODS}
             for run in range(args.repeats):
-                order = METHODS[run % 3:] + METHODS[:run % 3]
+                order = METHODS[run % 3 :] + METHODS[: run % 3]
                 for method in order:
-                    t, cpu, (Uk, Vk) = timed(lambda: run_method(method, A, k, q, seed=run))
+                    t, cpu, (Uk, Vk) = timed(partial(run_method, method, A, k, q, seed=run))
                     seconds[method].append(t)
                     cpu_seconds[method].append(cpu)
                     if run < args.error_runs:
                         errors[method].append(spectral_error(A, Uk.to(A), Vk.to(A)) / σ[k].item())
-            row = {"k": k, "q": q, "seconds": seconds, "cpu_seconds": cpu_seconds,
-                   "median_s": {m: statistics.median(v) for m, v in seconds.items()},
-                   "error": {m: statistics.median(v) for m, v in errors.items()}}
+            row = {
+                "k": k,
+                "q": q,
+                "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
+                "median_s": {m: statistics.median(v) for m, v in seconds.items()},
+                "error": {m: statistics.median(v) for m, v in errors.items()},
+            }
             torch_s = row["median_s"]["torch.svd_lowrank"]
             row["time_vs_torch"] = {m: v / torch_s for m, v in row["median_s"].items()}
             row["full_vs_torch"] = full_median / torch_s
             rows.append(row)
-            print(f"  k={k:3d} q={q}  " + "  ".join(
-                f"{m} {row['median_s'][m]:.4f} s ({row['time_vs_torch'][m]:.2f}x) err {row['error'][m]:.3f}"
-                for m in METHODS), flush=True)
-    return {"name": name, "shape": list(A.shape), "dtype": str(A.dtype).removeprefix("torch."),
-            "full_svd_s": [t for t, _, _ in full], "full_svd_cpu_s": [c for _, c, _ in full],
-            "full_svd_median_s": full_median,
-            "full_svd_error": full_error, "rows": rows}
+            print(
+                f"  k={k:3d} q={q}  "
+                + "  ".join(
+                    f"{m} {row['median_s'][m]:.4f} s ({row['time_vs_torch'][m]:.2f}x)"
+                    f" err {row['error'][m]:.3f}"
+                    for m in METHODS
+                ),
+                flush=True,
+            )
+    return {
+        "name": name,
+        "shape": list(A.shape),
+        "dtype": str(A.dtype).removeprefix("torch."),
+        "full_svd_s": [t for t, _, _ in full],
+        "full_svd_cpu_s": [c for _, c, _ in full],
+        "full_svd_median_s": full_median,
+        "full_svd_error": full_error,
+        "rows": rows,
+    }
 
 
 def targets(results, big):
@@ -119,53 +142,71 @@ def targets(results, big):
     for other in ("torch.svd_lowrank", "sklearn"):
         time_ratio = [row["median_s"]["ours"] / row["median_s"][other] for _, row in rows]
         error_ratio = [row["error"]["ours"] / row["error"][other] for _, row in rows]
-        out[f"time ours/{other} <= 1"] = {"met": sum(t <= 1 for t in time_ratio),
-                                          "of": len(rows), "worst": max(time_ratio)}
-        out[f"error ours/{other} <= 1.01"] = {"met": sum(e <= 1.01 for e in error_ratio),
-                                              "of": len(rows), "worst": max(error_ratio)}
+        out[f"time ours/{other} <= 1"] = {
+            "met": sum(t <= 1 for t in time_ratio),
+            "of": len(rows),
+            "worst": max(time_ratio),
+        }
+        out[f"error ours/{other} <= 1.01"] = {
+            "met": sum(e <= 1.01 for e in error_ratio),
+            "of": len(rows),
+            "worst": max(error_ratio),
+        }
     for r in results:
         if r["shape"] == [big, big]:
             for row in r["rows"]:
                 if row["k"] == 50:
                     speedup = r["full_svd_median_s"] / row["median_s"]["ours"]
                     out[f"{r['dtype']} full/ours >= 100 at k=50 q={row['q']}"] = {
-                        "value": speedup, "met": speedup >= 100}
+                        "value": speedup,
+                        "met": speedup >= 100,
+                    }
                 if row["k"] == 100 and row["q"] == 2 and r["dtype"] == "float32":
                     out["float32 error/σ_k+1 <= 1.1 at k=100 q=2"] = {
-                        "value": row["error"]["ours"], "met": row["error"]["ours"] <= 1.1,
+                        "value": row["error"]["ours"],
+                        "met": row["error"]["ours"] <= 1.1,
                         "torch.svd_lowrank": row["error"]["torch.svd_lowrank"],
-                        "sklearn": row["error"]["sklearn"]}
+                        "sklearn": row["error"]["sklearn"],
+                    }
     return out
 
 
 def markdown(results, checks, meta):
-    lines = [f"Median wall time over {meta['repeats']} interleaved runs, p = {P}, "
-             f"threads = {meta['threads']} ({meta['cpu']}; torch {meta['torch']}, "
-             f"scikit-learn {meta['sklearn']}). Times in s, × is the ratio to torch.svd_lowrank "
-             f"in the same run; error is ‖A − A_k‖₂ / σ_k+1 (1 is optimal), median of the first "
-             f"{meta['error_runs']} runs. Wall over CPU time, median over all runs: "
-             f"{meta['wall_over_cpu']:.2f} (1/threads when the cores were all ours).", ""]
+    lines = [
+        f"Median wall time over {meta['repeats']} interleaved runs, p = {P}, "
+        f"threads = {meta['threads']} ({meta['cpu']}; torch {meta['torch']}, "
+        f"scikit-learn {meta['sklearn']}). Times in s, × is the ratio to torch.svd_lowrank "
+        f"in the same run; error is ‖A − A_k‖₂ / σ_k+1 (1 is optimal), median of the first "
+        f"{meta['error_runs']} runs. Wall over CPU time, median over all runs: "
+        f"{meta['wall_over_cpu']:.2f} (1/threads when the cores were all ours).",
+        "",
+    ]
     for r in results:
         shape = "×".join(map(str, r["shape"]))
-        lines += [f"**{r['name']}**, {shape}, {r['dtype']}: full `torch.linalg.svd` "
-                  f"{r['full_svd_median_s']:.2f} s (median of {len(r['full_svd_s'])}); its rank-k "
-                  f"error / σ_k+1 measures {min(r['full_svd_error'].values()):.4f} to "
-                  f"{max(r['full_svd_error'].values()):.4f}.", "",
-                  "| k | q | ours | torch.svd_lowrank | scikit-learn | full SVD "
-                  "| error ours | error torch | error sklearn |",
-                  "|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        lines += [
+            f"**{r['name']}**, {shape}, {r['dtype']}: full `torch.linalg.svd` "
+            f"{r['full_svd_median_s']:.2f} s (median of {len(r['full_svd_s'])}); its rank-k "
+            f"error / σ_k+1 measures {min(r['full_svd_error'].values()):.4f} to "
+            f"{max(r['full_svd_error'].values()):.4f}.",
+            "",
+            "| k | q | ours | torch.svd_lowrank | scikit-learn | full SVD "
+            "| error ours | error torch | error sklearn |",
+            "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        ]
         for row in r["rows"]:
             s, x, e = row["median_s"], row["time_vs_torch"], row["error"]
             lines.append(
                 f"| {row['k']} | {row['q']} | {s['ours']:.4f} ({x['ours']:.2f}×) "
                 f"| {s['torch.svd_lowrank']:.4f} (1×) | {s['sklearn']:.4f} ({x['sklearn']:.2f}×) "
                 f"| {r['full_svd_median_s']:.2f} ({row['full_vs_torch']:.0f}×) "
-                f"| {e['ours']:.3f} | {e['torch.svd_lowrank']:.3f} | {e['sklearn']:.3f} |")
+                f"| {e['ours']:.3f} | {e['torch.svd_lowrank']:.3f} | {e['sklearn']:.3f} |"
+            )
         lines.append("")
     lines += ["Targets:", ""]
     for name, c in checks.items():
-        detail = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                           for k, v in c.items())
+        detail = ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in c.items()
+        )
         lines.append(f"- {name}: {detail}")
     return "\n".join(lines) + "\n"
 
@@ -177,9 +218,14 @@ def main():
     parser.add_argument("--full-repeats", type=int, default=3, help="timed full SVDs (≈20 s each)")
     parser.add_argument("--error-runs", type=int, default=3, help="runs whose error is measured")
     parser.add_argument("--dtypes", default="float32", help="comma-separated: float32,float64")
-    parser.add_argument("--threads", type=int, default=1, help="threads for torch and numpy's "
-                        "BLAS alike; 1 (the default, used for bench/results) keeps times steady on "
-                        "a shared machine, where idle threads of a pool wait for busy cores")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for torch and numpy's "
+        "BLAS alike; 1 (the default, used for bench/results) keeps times steady on "
+        "a shared machine, where idle threads of a pool wait for busy cores",
+    )
     parser.add_argument("--out", type=Path, help="results folder (default bench/results)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -201,21 +247,35 @@ def main():
         for dtype in args.dtypes.split(","):
             results.append(bench_matrix(name, A.to(getattr(torch, dtype)), σ, ks, qs, args))
 
-    meta = {"torch": torch.__version__, "sklearn": sklearn.__version__,
-            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-            "repeats": args.repeats, "full_repeats": args.full_repeats,
-            "error_runs": args.error_runs, "p": P, "quick": args.quick,
-            "total_s": time.perf_counter() - start,
-            "wall_over_cpu": statistics.median(
-                w / c for r in results for row in r["rows"] for m in METHODS
-                for w, c in zip(row["seconds"][m], row["cpu_seconds"][m]))}
+    meta = {
+        "torch": torch.__version__,
+        "sklearn": sklearn.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "repeats": args.repeats,
+        "full_repeats": args.full_repeats,
+        "error_runs": args.error_runs,
+        "p": P,
+        "quick": args.quick,
+        "total_s": time.perf_counter() - start,
+        "wall_over_cpu": statistics.median(
+            w / c
+            for r in results
+            for row in r["rows"]
+            for m in METHODS
+            for w, c in zip(row["seconds"][m], row["cpu_seconds"][m])
+        ),
+    }
     checks = targets(results, size)
     table = markdown(results, checks, meta)
     print("\n" + table)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "rsvd.json").write_text(json.dumps(
-            {"meta": meta, "targets": checks, "results": results}, indent=1, default=float))
+        (out / "rsvd.json").write_text(
+            json.dumps(
+                {"meta": meta, "targets": checks, "results": results}, indent=1, default=float
+            )
+        )
         (out / "rsvd.md").write_text(table)
         print(f"wrote {out / 'rsvd.json'} and {out / 'rsvd.md'}")
 

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from torch import nn
 
 from lowrank import MnistFCNet, TrainConfig, effective_rank, evaluate, load_mnist, stable_rank
@@ -46,7 +45,8 @@ OUT = Path(__file__).resolve().parent / "results"
 
 
 def matmul_flops(m: int, k: int, n: int, repeats: int = 20) -> float:
-    """Best float32 FLOP/s of an (m x k) @ (k x n) product over `repeats` (a bound: noise only slows it)."""
+    """Best float32 FLOP/s of an (m x k) @ (k x n) product over `repeats` (a bound: noise only
+    slows it)."""
     a, b = torch.randn(m, k), torch.randn(k, n)
     a @ b  # warm up
     times = []
@@ -58,7 +58,8 @@ def matmul_flops(m: int, k: int, n: int, repeats: int = 20) -> float:
 
 
 def evaluation_seconds(model, data) -> float:
-    """The per-epoch evaluation every loop here runs: test loss and accuracy, erank and srank of W."""
+    """The per-epoch evaluation every loop here runs: test loss and accuracy, erank and srank
+    of W."""
     start = time.perf_counter()
     evaluate(model, data.test_x, data.test_y)
     W = model.W.detach()
@@ -67,6 +68,7 @@ def evaluation_seconds(model, data) -> float:
 
 
 # --- the loops -------------------------------------------------------------------------------
+
 
 def ours(data, steps: int | None = None):
     """lowrank.train's loop for one epoch: a callable that runs it, and the model to evaluate."""
@@ -118,7 +120,9 @@ def example_epoch(max_batches: int | None) -> tuple[float, int]:
     """One epoch as in pytorch/examples/mnist/main.py: seconds and images seen."""
     from torchvision import datasets, transforms
 
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    transform = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
+    )
     dataset = datasets.MNIST(data_root(), train=True, download=False, transform=transform)
     loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True)
     model = plain_net()
@@ -153,23 +157,37 @@ def timed_epochs(data, repeats: int, steps: int | None, example_batches: int | N
         seconds, seen = example_epoch(example_batches)
         example.append(seen / seconds)
     med = statistics.median
-    result = {name: dict(images_per_s=images / med(train_s[name]), train_seconds=med(train_s[name]),
-                         eval_seconds=med(eval_s[name]),
-                         epoch_images_per_s=images / med(t + e for t, e in zip(train_s[name], eval_s[name])))
-              for name in loops}
+    result = {
+        name: dict(
+            images_per_s=images / med(train_s[name]),
+            train_seconds=med(train_s[name]),
+            eval_seconds=med(eval_s[name]),
+            epoch_images_per_s=images / med(t + e for t, e in zip(train_s[name], eval_s[name])),
+        )
+        for name in loops
+    }
     result["example"] = dict(images_per_s=med(example))
     result["images"] = images
     # ratios within each repetition (the loops ran back to back), then their median: robust to
     # the load of a shared machine drifting between repetitions
     result["ours_over_per_repeat"] = {
-        name: med(other / mine for mine, other in zip(train_s["ours"], train_s[name])) for name in ("plain",)}
-    result["ours_over_per_repeat"]["example"] = med(images / t / x for t, x in zip(train_s["ours"], example))
+        name: med(other / mine for mine, other in zip(train_s["ours"], train_s[name]))
+        for name in ("plain",)
+    }
+    result["ours_over_per_repeat"]["example"] = med(
+        images / t / x for t, x in zip(train_s["ours"], example)
+    )
     result["ours_over_per_repeat"]["plain_whole_epoch"] = med(
-        (tp + ep) / (to + eo) for to, eo, tp, ep in zip(train_s["ours"], eval_s["ours"], train_s["plain"], eval_s["plain"]))
+        (tp + ep) / (to + eo)
+        for to, eo, tp, ep in zip(
+            train_s["ours"], eval_s["ours"], train_s["plain"], eval_s["plain"]
+        )
+    )
     return result
 
 
 # --- the profile of one step -----------------------------------------------------------------
+
 
 def step_profile(data, top: int = 5, steps: int = 30) -> dict:
     """Top ops by self CPU time over `steps` steps of each loop, in ms per step."""
@@ -189,9 +207,17 @@ def step_profile(data, top: int = 5, steps: int = 30) -> dict:
             per_step = (time.perf_counter() - start) / steps
         events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
         total = sum(e.self_cpu_time_total for e in events)
-        out[name] = dict(ms_per_step=1e3 * per_step, top=[
-            dict(op=e.key, ms_per_step=e.self_cpu_time_total / 1e3 / steps,
-                 share=e.self_cpu_time_total / total) for e in events[:top]])
+        out[name] = dict(
+            ms_per_step=1e3 * per_step,
+            top=[
+                dict(
+                    op=e.key,
+                    ms_per_step=e.self_cpu_time_total / 1e3 / steps,
+                    share=e.self_cpu_time_total / total,
+                )
+                for e in events[:top]
+            ],
+        )
     return out
 
 
@@ -212,9 +238,11 @@ def markdown(results: dict) -> str:
         "| loop | images/s (loop alone) | ours / loop | ours / loop, within repetitions |",
         "|---|---:|---:|---:|",
         f"| ours (lowrank.train) | {e['ours']['images_per_s']:.0f} | | |",
-        *(f"| {name} | {e[name]['images_per_s']:.0f} "
-          f"| {e['ours']['images_per_s'] / e[name]['images_per_s']:.2f}x | {per[name]:.2f}x |"
-          for name in ("plain", "example")),
+        *(
+            f"| {name} | {e[name]['images_per_s']:.0f} "
+            f"| {e['ours']['images_per_s'] / e[name]['images_per_s']:.2f}x | {per[name]:.2f}x |"
+            for name in ("plain", "example")
+        ),
         "",
         f"Whole epoch with evaluation and SVDs, ours / plain: "
         f"{ratios['epoch_ours_over_plain']:.2f}x ({per['plain_whole_epoch']:.2f}x within "
@@ -225,26 +253,40 @@ def markdown(results: dict) -> str:
         "",
         "| profile, ms per step | plain | ours |",
         "|---|---:|---:|",
-        "| whole step | " + " | ".join(f"{prof[n]['ms_per_step']:.2f}" for n in ("plain", "ours"))
+        "| whole step | "
+        + " | ".join(f"{prof[n]['ms_per_step']:.2f}" for n in ("plain", "ours"))
         + " |",
-        *(f"| top op {i + 1} | " + " | ".join(
-            f"{prof[n]['top'][i]['op']} {prof[n]['top'][i]['ms_per_step']:.2f}"
-            for n in ("plain", "ours")) + " |" for i in range(5)),
+        *(
+            f"| top op {i + 1} | "
+            + " | ".join(
+                f"{prof[n]['top'][i]['op']} {prof[n]['top'][i]['ms_per_step']:.2f}"
+                for n in ("plain", "ours")
+            )
+            + " |"
+            for i in range(5)
+        ),
     ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="repetitions of every timing (median reported)")
-    parser.add_argument("--threads", type=int, default=TRAIN_THREADS,
-                        help="torch threads for every loop (default: the count training uses)")
-    parser.add_argument("--quick", action="store_true",
-                        help="seconds-long smoke run: figures mean nothing")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="repetitions of every timing (median reported)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=TRAIN_THREADS,
+        help="torch threads for every loop (default: the count training uses)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="seconds-long smoke run: figures mean nothing"
+    )
     parser.add_argument("--out", type=Path, default=OUT, help="folder for train_speed.json")
-    parser.add_argument("--markdown-only", action="store_true",
-                        help="rewrite train_speed.md from train_speed.json")
+    parser.add_argument(
+        "--markdown-only", action="store_true", help="rewrite train_speed.md from train_speed.json"
+    )
     args = parser.parse_args()
     if args.markdown_only:
         results = json.loads((args.out / "train_speed.json").read_text())
@@ -256,51 +298,70 @@ def main() -> None:
     if args.quick:
         args.repeats = 1
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
-          + ("  [--quick: figures mean nothing]" if args.quick else ""))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+        + ("  [--quick: figures mean nothing]" if args.quick else "")
+    )
     peak = matmul_flops(2048, 2048, 2048)
     at_shape = matmul_flops(64, 1000, 1000, repeats=200)
     peak = max(peak, at_shape)  # on a busy machine the long 2048^3 products may be slowed down
-    print(f"float32 matmul bound: {peak / 1e9:.1f} GFLOP/s (best of 2048^3 and 64x1000x1000); "
-          f"{at_shape / 1e9:.1f} at 64x1000x1000")
+    print(
+        f"float32 matmul bound: {peak / 1e9:.1f} GFLOP/s (best of 2048^3 and 64x1000x1000); "
+        f"{at_shape / 1e9:.1f} at 64x1000x1000"
+    )
 
     data = load_mnist()
     epochs = timed_epochs(data, args.repeats, steps, example_batches)
     r = {k: epochs[k]["images_per_s"] for k in ("ours", "plain", "example")}
     per = epochs["ours_over_per_repeat"]
-    print(f"training loop alone, images/s (median of {args.repeats}, {epochs['images']} images); "
-          "ours / loop: ratio of medians, and median of the ratios within a repetition:")
+    print(
+        f"training loop alone, images/s (median of {args.repeats}, {epochs['images']} images); "
+        "ours / loop: ratio of medians, and median of the ratios within a repetition:"
+    )
     print(f"  ours     {r['ours']:8.0f}")
     for name in ("plain", "example"):
         print(f"  {name:8} {r[name]:8.0f}   {r['ours'] / r[name]:.2f}x, {per[name]:.2f}x")
     e = {k: epochs[k]["epoch_images_per_s"] for k in ("ours", "plain")}
-    print(f"whole epoch with evaluation and SVDs: ours {e['ours']:.0f}, plain {e['plain']:.0f} "
-          f"images/s: {e['ours'] / e['plain']:.2f}x ({per['plain_whole_epoch']:.2f}x within "
-          f"repetitions; aim >= 1.5x); evaluation {epochs['ours']['eval_seconds']:.2f} s")
+    print(
+        f"whole epoch with evaluation and SVDs: ours {e['ours']:.0f}, plain {e['plain']:.0f} "
+        f"images/s: {e['ours'] / e['plain']:.2f}x ({per['plain_whole_epoch']:.2f}x within "
+        f"repetitions; aim >= 1.5x); evaluation {epochs['ours']['eval_seconds']:.2f} s"
+    )
     attained = r["ours"] * FLOP_PER_IMAGE
-    print(f"FLOPs per image {FLOP_PER_IMAGE / 1e6:.2f} M -> {attained / 1e9:.1f} GFLOP/s: "
-          f"{attained / peak:.1%} of the bound (aim >= 45%), "
-          f"{attained / at_shape:.0%} of the 64x1000x1000 rate")
+    print(
+        f"FLOPs per image {FLOP_PER_IMAGE / 1e6:.2f} M -> {attained / 1e9:.1f} GFLOP/s: "
+        f"{attained / peak:.1%} of the bound (aim >= 45%), "
+        f"{attained / at_shape:.0%} of the 64x1000x1000 rate"
+    )
 
     profile = step_profile(data, steps=5 if args.quick else 30)
     for name, prof in profile.items():
-        print(f"profile {name}: {prof['ms_per_step']:.2f} ms/step; top ops (self CPU ms/step): "
-              + ", ".join(f"{t['op']} {t['ms_per_step']:.2f} ({t['share']:.0%})"
-                          for t in prof["top"]))
+        print(
+            f"profile {name}: {prof['ms_per_step']:.2f} ms/step; top ops (self CPU ms/step): "
+            + ", ".join(f"{t['op']} {t['ms_per_step']:.2f} ({t['share']:.0%})" for t in prof["top"])
+        )
 
     results = dict(
-        torch=torch.__version__, threads=torch.get_num_threads(), cpus=os.cpu_count(),
-        machine=platform.machine(), load_average_start=load_start,
-        load_average_end=os.getloadavg()[0], omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
-        quick=args.quick, repeats=args.repeats,
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        cpus=os.cpu_count(),
+        machine=platform.machine(),
+        load_average_start=load_start,
+        load_average_end=os.getloadavg()[0],
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+        quick=args.quick,
+        repeats=args.repeats,
         matmul_gflops=dict(bound=peak / 1e9, at_64x1000x1000=at_shape / 1e9),
-        flop_per_image=FLOP_PER_IMAGE, epochs=epochs,
-        ratios=dict(ours_over_plain=r["ours"] / r["plain"],
-                    ours_over_example=r["ours"] / r["example"],
-                    epoch_ours_over_plain=e["ours"] / e["plain"],
-                    fraction_of_matmul_bound=attained / peak),
+        flop_per_image=FLOP_PER_IMAGE,
+        epochs=epochs,
+        ratios=dict(
+            ours_over_plain=r["ours"] / r["plain"],
+            ours_over_example=r["ours"] / r["example"],
+            epoch_ours_over_plain=e["ours"] / e["plain"],
+            fraction_of_matmul_bound=attained / peak,
+        ),
         profile=profile,
     )
     args.out.mkdir(parents=True, exist_ok=True)

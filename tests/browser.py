@@ -24,8 +24,16 @@ from conftest import skip_or_fail
 
 # quiet, offline and reproducible: no GPU, no sandbox (CI containers run as root), no
 # background traffic to Google's services
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_executable() -> str | None:
@@ -66,8 +74,11 @@ def open_page(target, width: int = 1280, height: int = 800, timeout_ms: int = 60
     executable = chromium_executable()
     if executable is None:
         skip_or_fail("chromium is not installed (apt-get install chromium; .ci/run does it)")
-    url = Path(target).resolve().as_uri() if not str(target).startswith(("http:", "https:", "file:")) \
+    url = (
+        Path(target).resolve().as_uri()
+        if not str(target).startswith(("http:", "https:", "file:"))
         else str(target)
+    )
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=FLAGS, headless=True)
         try:
@@ -76,10 +87,13 @@ def open_page(target, width: int = 1280, height: int = 800, timeout_ms: int = 60
             console: list[str] = []
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-            page.on("requestfailed",
-                    lambda r: console.append(f"requestfailed: {r.url} ({r.failure})"))
-            page.on("response", lambda r: r.status >= 400
-                    and console.append(f"http {r.status}: {r.url}"))
+            page.on(
+                "requestfailed", lambda r: console.append(f"requestfailed: {r.url} ({r.failure})")
+            )
+            page.on(
+                "response",
+                lambda r: r.status >= 400 and console.append(f"http {r.status}: {r.url}"),
+            )
             page.goto(url, wait_until="load")
             yield page, console
         finally:

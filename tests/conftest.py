@@ -17,12 +17,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 # files of a checkout that are not the project's: never copied into the render's copy
-NOT_PROJECT = (".git", ".venv", "_site", ".quarto", ".cache", "data", ".pytest_cache", "__pycache__")
+NOT_PROJECT = (
+    ".git",
+    ".venv",
+    "_site",
+    ".quarto",
+    ".cache",
+    "data",
+    ".pytest_cache",
+    "__pycache__",
+)
 
 
 # what .github/workflows/publish.yml writes into _quarto-pages.yml, with stand-in addresses
-PAGES_PROFILE = ('website:\n  site-url: "https://example.org/lowrank/"\n'
-                 '  repo-url: "https://github.com/example/lowrank"\n')
+PAGES_PROFILE = (
+    'website:\n  site-url: "https://example.org/lowrank/"\n'
+    '  repo-url: "https://github.com/example/lowrank"\n'
+)
 
 # lines for the end of the test report: render time, measured widths (test_render.py adds them)
 MEASURED: list[str] = []
@@ -69,14 +80,22 @@ def quick_cache(tmp_path, monkeypatch):
 
 
 def project_files() -> list[Path]:
-    """The project's files, relative to ROOT: tracked ones and untracked ones git does not ignore."""
+    """The project's files, relative to ROOT: tracked ones and untracked ones git does not
+    ignore."""
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=ROOT, capture_output=True, check=True).stdout
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
         names = [Path(n) for n in out.decode().split("\0") if n]
     except (OSError, subprocess.CalledProcessError):  # not a git checkout: everything but outputs
-        names = [p.relative_to(ROOT) for p in ROOT.rglob("*")
-                 if p.is_file() and not set(p.relative_to(ROOT).parts) & set(NOT_PROJECT)]
+        names = [
+            p.relative_to(ROOT)
+            for p in ROOT.rglob("*")
+            if p.is_file() and not set(p.relative_to(ROOT).parts) & set(NOT_PROJECT)
+        ]
     return [n for n in names if (ROOT / n).is_file()]  # tracked but deleted files are gone
 
 
@@ -114,19 +133,25 @@ def rendered_site(tmp_path_factory) -> Path:
         # atomically under a lock): training all nine again would double the render's time
         "LOWRANK_CACHE": os.environ.get("LOWRANK_CACHE") or str(ROOT / ".cache" / "lowrank"),
         "QUARTO_PYTHON": sys.executable,
-        "PYTHONPATH": os.pathsep.join([str(copy / "code"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(copy / "code"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "MNIST_DATA_DIR": os.environ.get("MNIST_DATA_DIR") or str(ROOT / "data"),
         "QUARTO_PROFILE": "pages",
     }
     start = time.perf_counter()
-    done = subprocess.run([quarto, "render"], cwd=copy, env=env, capture_output=True, text=True,
-                          timeout=1200)
+    done = subprocess.run(
+        [quarto, "render"], cwd=copy, env=env, capture_output=True, text=True, timeout=1200
+    )
     seconds = time.perf_counter() - start
     log = tmp_path_factory.getbasetemp() / "quarto-render.log"
     log.write_text(f"{done.stdout}\n{done.stderr}")
     if done.returncode != 0:
-        pytest.fail(f"quarto render failed (exit {done.returncode}, full log {log}):\n"
-                    f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}", pytrace=False)
+        pytest.fail(
+            f"quarto render failed (exit {done.returncode}, full log {log}):\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
+            pytrace=False,
+        )
     MEASURED.append(f"quarto render in quick mode: {seconds:.1f} s (log: {log})")
     return copy / "_site"

@@ -1,4 +1,5 @@
-"""Read a Quarto .qmd into front matter, Markdown chunks and {python} cells, and run them as Quarto would.
+"""Read a Quarto .qmd into front matter, Markdown chunks and {python} cells, and run them as
+Quarto would.
 
     doc = parse_file(Path("post/index.qmd"))
     nb = execute(doc.cells, cwd="post", env={"LOWRANK_QUICK": "1"})
@@ -36,7 +37,8 @@ INCLUDE = re.compile(r"^\s*\{\{<\s*include\s+(\S+)\s*>\}\}\s*$")
 
 @dataclass
 class Cell:
-    """A Markdown chunk or a {python} code cell of the .qmd, with its first line number (1-based)."""
+    """A Markdown chunk or a {python} code cell of the .qmd, with its first line number
+    (1-based)."""
 
     kind: str  # "markdown" or "code"
     source: str  # code without its `#|` option lines; Markdown as written
@@ -66,14 +68,21 @@ def _code_cell(lines: list[str], origin: tuple) -> Cell:
         n += 1
     options = yaml.safe_load("\n".join(OPTION.sub("", l) for l in lines[:n])) if n else {}
     if not isinstance(options, dict):
-        raise ValueError(f"{origin[0]}:{origin[1]}: cell options are not a YAML mapping: {lines[:n]}")
+        raise ValueError(
+            f"{origin[0]}:{origin[1]}: cell options are not a YAML mapping: {lines[:n]}"
+        )
     return Cell("code", "\n".join(lines[n:]), origin[1], path=origin[0], options=options)
 
 
 def _markdown_cell(lines: list[str], origin: tuple) -> Cell:
     text = "\n".join(lines)
-    return Cell("markdown", text, origin[1], path=origin[0],
-                inline=[e.strip() for e in INLINE.findall(text)])
+    return Cell(
+        "markdown",
+        text,
+        origin[1],
+        path=origin[0],
+        inline=[e.strip() for e in INLINE.findall(text)],
+    )
 
 
 def _expand(text: str, path: Path | None, seen: tuple = ()) -> list[tuple[str, tuple]]:
@@ -113,7 +122,9 @@ def parse(text: str, path: str | os.PathLike | None = None) -> Document:
     """
     expanded = _expand(text, Path(path).resolve() if path is not None else None)
     lines = [line for line, _ in expanded]
-    origin = [o for _, o in expanded] + [(expanded[-1][1][0] if expanded else "<text>", len(expanded) + 1)]
+    origin = [o for _, o in expanded] + [
+        (expanded[-1][1][0] if expanded else "<text>", len(expanded) + 1)
+    ]
     front_matter, start = {}, 0
     if lines and lines[0].strip() == "---":
         end = next(i for i in range(1, len(lines)) if lines[i].strip() in ("---", "..."))
@@ -131,8 +142,11 @@ def parse(text: str, path: str | os.PathLike | None = None) -> Document:
         fence, info = m.group(1), m.group(2)
         # find the closing fence: same character, at least as long, nothing after it
         close = next(
-            (j for j in range(i + 1, len(lines))
-             if re.fullmatch(re.escape(fence[0]) + "{%d,}\\s*" % len(fence), lines[j])),
+            (
+                j
+                for j in range(i + 1, len(lines))
+                if re.fullmatch(re.escape(fence[0]) + f"{{{len(fence)},}}\\s*", lines[j])
+            ),
             None,
         )
         if close is None:
@@ -165,17 +179,24 @@ def _kernel_manager(spec_dir: Path) -> AsyncKernelManager:
 
 def evaluate_inline(client: NotebookClient, expressions: list[str]) -> list[dict]:
     """Evaluate expressions the way Quarto does: user_expressions of an empty execute request."""
-    msg_id = client.kc.execute("", silent=False, store_history=False,
-                               user_expressions={str(i): e for i, e in enumerate(expressions)})
+    msg_id = client.kc.execute(
+        "",
+        silent=False,
+        store_history=False,
+        user_expressions={str(i): e for i, e in enumerate(expressions)},
+    )
     content = client.wait_for_reply(msg_id)["content"]
     if content["status"] != "ok":
         return [{"expression": e, "result": content} for e in expressions]
-    return [{"expression": e, "result": content["user_expressions"][str(i)]}
-            for i, e in enumerate(expressions)]
+    return [
+        {"expression": e, "result": content["user_expressions"][str(i)]}
+        for i, e in enumerate(expressions)
+    ]
 
 
-def execute(cells: list[Cell], cwd: str | os.PathLike, env: dict | None = None,
-            timeout: int = 600) -> nbformat.NotebookNode:
+def execute(
+    cells: list[Cell], cwd: str | os.PathLike, env: dict | None = None, timeout: int = 600
+) -> nbformat.NotebookNode:
     """Run the code cells in order in a fresh kernel; stop at the first failing cell.
 
     Returns a notebook with one nbformat cell per `Cell`: code cells carry their outputs,
@@ -191,8 +212,13 @@ def execute(cells: list[Cell], cwd: str | os.PathLike, env: dict | None = None,
     nb.metadata.first_error = None
     with tempfile.TemporaryDirectory() as tmp:
         km = _kernel_manager(Path(tmp))
-        client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True,
-                                resources={"metadata": {"path": str(cwd)}})
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=timeout,
+            allow_errors=True,
+            resources={"metadata": {"path": str(cwd)}},
+        )
         try:
             with client.setup_kernel(env={**os.environ, **(env or {})}):
                 check = evaluate_inline(client, ["__import__('sys').executable"])[0]["result"]

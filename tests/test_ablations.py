@@ -1,12 +1,15 @@
 """Needed rank, records over seeds and whole-net truncation, on small synthetic networks."""
 
-import math
-
 import pytest
-import scipy.stats
 import torch
 
-from lowrank.ablations import largest_gap, needed_rank, pareto_front, smallest_within, whole_net_accuracy
+from lowrank.ablations import (
+    largest_gap,
+    needed_rank,
+    pareto_front,
+    smallest_within,
+    whole_net_accuracy,
+)
 from lowrank.model import FactorisedEvaluator, MnistFCNet
 from lowrank.randomized import truncated_svd
 
@@ -65,7 +68,9 @@ def test_bad_tolerance_is_one_line(tolerance):
 def test_largest_gap_finds_the_break_in_the_spectrum():
     s = torch.cat([torch.linspace(10, 8, 10), torch.linspace(1, 0.5, 90)])
     assert largest_gap(s) == 10
-    with pytest.raises(ValueError, match="^singular_values must be a vector of more than 50 values"):
+    with pytest.raises(
+        ValueError, match="^singular_values must be a vector of more than 50 values"
+    ):
         largest_gap(torch.ones(20))
 
 
@@ -77,7 +82,10 @@ def test_whole_net_truncation_matches_the_dense_net_and_the_evaluator():
     _, acc_fc2 = grid[None, 5]
     assert acc_fc2 == pytest.approx(accuracy_at(net, x, y, 5))
     hidden = net.W.shape[0]
-    assert grid[10, 5][0] == params - 784 * hidden - hidden * hidden + 10 * (784 + hidden) + 5 * 2 * hidden
+    assert (
+        grid[10, 5][0]
+        == params - 784 * hidden - hidden * hidden + 10 * (784 + hidden) + 5 * 2 * hidden
+    )
 
 
 def test_pareto_front_keeps_only_the_unbeaten():

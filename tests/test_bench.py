@@ -16,8 +16,12 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def test_rsvd_benchmark_quick_run_writes_json_and_table(tmp_path):
-    subprocess.run([sys.executable, str(BENCH / "rsvd.py"), "--quick", "--out", str(tmp_path)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, str(BENCH / "rsvd.py"), "--quick", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     results = json.loads((tmp_path / "rsvd.json").read_text())
     assert results  # at least one matrix measured
     table = (tmp_path / "rsvd.md").read_text()
@@ -25,12 +29,26 @@ def test_rsvd_benchmark_quick_run_writes_json_and_table(tmp_path):
 
 
 def test_train_speed_benchmark_quick_run_writes_json(tmp_path):
-    subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--quick", "--threads", "1", "--out", str(tmp_path)],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "train_speed.py"),
+            "--quick",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     results = json.loads((tmp_path / "train_speed.json").read_text())
     assert results["quick"] is True
     assert {"ours", "plain", "example"} <= set(results["epochs"])
-    assert set(results["profile"]) == {"plain", "ours"} and len(results["profile"]["ours"]["top"]) == 5
+    assert (
+        set(results["profile"]) == {"plain", "ours"} and len(results["profile"]["ours"]["top"]) == 5
+    )
     assert results["flop_per_image"] == step_flops(MnistFCNet())  # read from the network
     assert 0 < results["ratios"]["fraction_of_matmul_bound"] <= 1
     assert "| plain |" in (tmp_path / "train_speed.md").read_text()

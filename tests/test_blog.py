@@ -39,7 +39,7 @@ def test_open_graph_and_twitter_cards_with_a_figure_as_preview(soup, rendered_si
     assert meta(soup, "og:title") and meta(soup, "og:description")
     image = meta(soup, "og:image")
     assert image and image.startswith(SITE_URL), image
-    assert (rendered_site / image[len(SITE_URL):]).is_file(), f"{image} was not rendered"
+    assert (rendered_site / image[len(SITE_URL) :]).is_file(), f"{image} was not rendered"
     assert "figure-html/fig-" in image  # one of the post's figures
     assert meta(soup, "twitter:card") == "summary_large_image"
     assert meta(soup, "twitter:image") == image

@@ -47,14 +47,26 @@ def test_train_then_show(quick_cache, capsys, monkeypatch):
 
 
 def test_history_table_has_one_row_per_epoch():
-    record = dict(epoch=1, lr=1e-3, train_loss=0.5, val_loss=0.3, val_acc=0.95, test_loss=0.4, test_acc=0.9,
-                  erank=700.0, srank=20.0, seconds=12.0)
+    record = dict(
+        epoch=1,
+        lr=1e-3,
+        train_loss=0.5,
+        val_loss=0.3,
+        val_acc=0.95,
+        test_loss=0.4,
+        test_acc=0.9,
+        erank=700.0,
+        srank=20.0,
+        seconds=12.0,
+    )
     table = format_history([record, {**record, "epoch": 2}]).splitlines()
     assert len(table) == 3 and "90.00%" in table[1] and "95.00%" in table[1]
 
 
 def one_error_line(capsys):
-    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("quick mode")]
+    err = [
+        line for line in capsys.readouterr().err.splitlines() if not line.startswith("quick mode")
+    ]
     assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0]
     return err[0]
 
@@ -63,7 +75,9 @@ def test_missing_mnist_is_one_line_naming_the_fix(quick_cache, tmp_path, monkeyp
     from lowrank import data
 
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(data, "_download", lambda root: (_ for _ in ()).throw(OSError("network unreachable")))
+    monkeypatch.setattr(
+        data, "_download", lambda root: (_ for _ in ()).throw(OSError("network unreachable"))
+    )
     assert main(["train", "model0"]) == 1
     line = one_error_line(capsys)
     assert line.startswith("error: model0 seed 0: MNIST files missing") and "MNIST_DATA_DIR" in line
@@ -100,8 +114,15 @@ def test_unreadable_entry_is_listed_as_such_and_kept(quick_cache, monkeypatch, c
     assert main(["train", "model0"]) == 0
     path = experiments.cache_path("model0")
     real = type(path).read_bytes
-    monkeypatch.setattr(type(path), "read_bytes", lambda self: (_ for _ in ()).throw(
-        PermissionError(13, "Permission denied", str(self))) if self == path else real(self))
+    monkeypatch.setattr(
+        type(path),
+        "read_bytes",
+        lambda self: (
+            (_ for _ in ()).throw(PermissionError(13, "Permission denied", str(self)))
+            if self == path
+            else real(self)
+        ),
+    )
     capsys.readouterr()
     assert main(["show", "model0"]) == 1
     assert f"cannot read cache entry {path}" in one_error_line(capsys)
@@ -142,10 +163,16 @@ def wait_for(condition, seconds):
 
 @pytest.fixture
 def sweep(tmp_path):
-    """`python -m lowrank train model0 dropout0 --jobs 2` in quick mode, once its two workers run."""
+    """`python -m lowrank train model0 dropout0 --jobs 2` in quick mode, once its two workers
+    run."""
     env = {**os.environ, "LOWRANK_QUICK": "1", "LOWRANK_CACHE": str(tmp_path / "cache")}
-    parent = subprocess.Popen([sys.executable, "-m", "lowrank", "train", "model0", "dropout0", "--jobs", "2"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "lowrank", "train", "model0", "dropout0", "--jobs", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert wait_for(lambda: len(children(parent.pid)) == 2, 60)
     workers = children(parent.pid)
     yield parent, workers
@@ -174,7 +201,9 @@ def test_interrupt_stops_every_job_in_one_line(sweep, sig):
     assert "Traceback" not in err and "interrupted: every finished epoch is kept" in err
 
 
-def test_corrupt_entry_is_reported_in_one_line_by_show_and_list_and_kept(quick_cache, monkeypatch, capsys):
+def test_corrupt_entry_is_reported_in_one_line_by_show_and_list_and_kept(
+    quick_cache, monkeypatch, capsys
+):
     monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
     monkeypatch.setattr(experiments, "QUICK_SEEDS", 1)
     assert main(["train", "model0"]) == 0
@@ -205,11 +234,17 @@ def test_second_train_of_the_same_model_waits_then_loads(quick_cache, monkeypatc
         return real_train(*args, **kw)
 
     monkeypatch.setattr(experiments, "train", held_train)
-    first = threading.Thread(target=lambda: results.update(first=experiments.load_or_train("model0")))
+    first = threading.Thread(
+        target=lambda: results.update(first=experiments.load_or_train("model0"))
+    )
     first.start()
     assert training.wait(60)  # this process holds model0's lock and is "training"
-    second = subprocess.Popen([sys.executable, "-m", "lowrank", "train", "model0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(
+        [sys.executable, "-m", "lowrank", "train", "model0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert not wait_for(lambda: second.poll() is not None, 5)  # it waits
     finally:

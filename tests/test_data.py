@@ -82,14 +82,18 @@ def test_missing_files_give_one_clear_error(tmp_path, no_network):
     assert no_network == [tmp_path]
 
 
-def test_corrupt_file_is_detected_by_md5(mnist, tmp_path, no_network):  # mnist: the real files exist
+def test_corrupt_file_is_detected_by_md5(
+    mnist, tmp_path, no_network
+):  # mnist: the real files exist
     source = data_module.data_root() / "MNIST" / "raw"
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in RAW_FILES:
         (raw / name).symlink_to(source / name)
     (raw / "t10k-labels-idx1-ubyte").unlink()
-    (raw / "t10k-labels-idx1-ubyte").write_bytes((source / "t10k-labels-idx1-ubyte").read_bytes()[:-1] + b"\x00")
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(
+        (source / "t10k-labels-idx1-ubyte").read_bytes()[:-1] + b"\x00"
+    )
     assert bad_raw_files(tmp_path) == ["t10k-labels-idx1-ubyte"]
     with pytest.raises(MnistUnavailable, match="t10k-labels-idx1-ubyte") as err:
         ensure_raw_files(tmp_path)
@@ -108,7 +112,9 @@ def test_valid_root_is_never_written_to(mnist, no_network):
 def test_mistyped_root_is_reported_and_never_created(tmp_path, no_network, monkeypatch):
     typo = tmp_path / "dtaa"
     monkeypatch.setenv("MNIST_DATA_DIR", str(typo))
-    with pytest.raises(MnistUnavailable, match=rf"^MNIST folder {typo} does not exist \(check MNIST_DATA_DIR\)"):
+    with pytest.raises(
+        MnistUnavailable, match=rf"^MNIST folder {typo} does not exist \(check MNIST_DATA_DIR\)"
+    ):
         data_module.load_mnist()
     assert not typo.exists() and no_network == []
 
@@ -123,6 +129,8 @@ def test_unreadable_file_is_reported_as_such(mnist, tmp_path, no_network, monkey
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(data_module, "_md5", denied)
-    with pytest.raises(MnistUnavailable, match=rf"^cannot read MNIST in {raw}: Permission denied") as err:
+    with pytest.raises(
+        MnistUnavailable, match=rf"^cannot read MNIST in {raw}: Permission denied"
+    ) as err:
         ensure_raw_files(tmp_path)
     assert "\n" not in str(err.value) and no_network == []

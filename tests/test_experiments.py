@@ -43,13 +43,29 @@ def test_quick_mode_shrinks_every_experiment_and_never_shares_the_cache(monkeypa
 
 def test_named_configs_follow_the_draft():
     c0, c6, c10 = (experiments.EXPERIMENTS[n] for n in ("model0", "model6", "model10"))
-    assert (c0.lr, c0.gamma, c0.batch_size, c0.dropout, c0.epochs, c0.penalty) == (1e-3, 0.7, 64, 0.5, 5, None)
-    assert c6.penalty == "l2" and c6.batch_size < c0.batch_size and c6.lr > c0.lr and c6.epochs == 20
-    assert c10.penalty == "l1" and c10.dropout < c0.dropout and c10.gamma > c0.gamma and c10.epochs == 20
+    assert (c0.lr, c0.gamma, c0.batch_size, c0.dropout, c0.epochs, c0.penalty) == (
+        1e-3,
+        0.7,
+        64,
+        0.5,
+        5,
+        None,
+    )
+    assert (
+        c6.penalty == "l2" and c6.batch_size < c0.batch_size and c6.lr > c0.lr and c6.epochs == 20
+    )
+    assert (
+        c10.penalty == "l1"
+        and c10.dropout < c0.dropout
+        and c10.gamma > c0.gamma
+        and c10.epochs == 20
+    )
 
 
 def test_unknown_name_is_rejected():
-    with pytest.raises(ValueError, match=r"^name must be one of model0, model6, model10, .*got 'model7'$"):
+    with pytest.raises(
+        ValueError, match=r"^name must be one of model0, model6, model10, .*got 'model7'$"
+    ):
         load_or_train("model7")
 
 
@@ -66,7 +82,9 @@ def test_cache_miss_then_hit(quick_cache, counted_training):
 
 def test_cache_key_changes_with_config_and_code(quick_cache, monkeypatch):
     path = cache_path("model0")
-    monkeypatch.setitem(experiments.EXPERIMENTS, "model0", experiments.EXPERIMENTS["model0"].__class__(gamma=0.5))
+    monkeypatch.setitem(
+        experiments.EXPERIMENTS, "model0", experiments.EXPERIMENTS["model0"].__class__(gamma=0.5)
+    )
     assert cache_path("model0") != path
     monkeypatch.setattr(cache, "code_hash", lambda: "different training code")
     assert cache_path("model0") != path
@@ -92,7 +110,9 @@ def test_code_hash_counts_code_not_comments_docstrings_or_layout(monkeypatch):
     text = sources["train"]
     reworded = text.replace('"""One model in training:', '"""A model in training, reworded:')
     assert reworded != text and hash_with(reworded) == base
-    commented = text.replace("\nTRAIN_THREADS = 1\n", "\nTRAIN_THREADS = (  # a comment\n    1\n)\n")
+    commented = text.replace(
+        "\nTRAIN_THREADS = 1\n", "\nTRAIN_THREADS = (  # a comment\n    1\n)\n"
+    )
     assert commented != text and hash_with(commented) == base
     changed = text.replace("\nTRAIN_THREADS = 1\n", "\nTRAIN_THREADS = 2\n")
     assert changed != text and hash_with(changed) != base
@@ -128,13 +148,17 @@ def test_corrupt_entry_is_reported_and_retrained(quick_cache, counted_training, 
     with pytest.warns(UserWarning, match="corrupt or stale"):
         model, retrained = load_or_train("model0")
     assert counted_training == [1, 1]
-    assert [r["test_acc"] for r in retrained] == [r["test_acc"] for r in history]  # deterministic retrain
+    assert [r["test_acc"] for r in retrained] == [
+        r["test_acc"] for r in history
+    ]  # deterministic retrain
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_or_train("model0")  # the rebuilt entry is intact
 
 
-def test_interrupted_training_resumes_from_last_finished_epoch(quick_cache, counted_training, monkeypatch):
+def test_interrupted_training_resumes_from_last_finished_epoch(
+    quick_cache, counted_training, monkeypatch
+):
     monkeypatch.setattr(experiments, "QUICK_EPOCHS", 3)
     real_save = experiments.atomic_save
 
@@ -179,7 +203,9 @@ def test_damaged_weights_fail_their_checksum_and_are_rebuilt(quick_cache, counte
     assert counted_training == [1, 1] and torch.equal(rebuilt.W, model.W)
 
 
-@pytest.mark.parametrize("damage", ["wrong shape", "missing key", "float64 weights", "bad history", "short history"])
+@pytest.mark.parametrize(
+    "damage", ["wrong shape", "missing key", "float64 weights", "bad history", "short history"]
+)
 def test_well_formed_entry_with_wrong_contents_is_rebuilt(quick_cache, counted_training, damage):
     load_or_train("model0")
     path = cache_path("model0")
@@ -218,13 +244,17 @@ def deny_reading(monkeypatch, path):
     monkeypatch.setattr(type(path), "read_bytes", read_bytes)
 
 
-def test_unreadable_entry_is_an_error_naming_it_and_is_kept(quick_cache, counted_training, monkeypatch):
+def test_unreadable_entry_is_an_error_naming_it_and_is_kept(
+    quick_cache, counted_training, monkeypatch
+):
     load_or_train("model0")
     path = cache_path("model0")
     before = path.read_bytes()
     deny_reading(monkeypatch, path)
     for call in (lambda: is_cached("model0"), lambda: load_or_train("model0")):
-        with pytest.raises(cache.CacheError, match=rf"^cannot read cache entry {path}: Permission denied"):
+        with pytest.raises(
+            cache.CacheError, match=rf"^cannot read cache entry {path}: Permission denied"
+        ):
             call()
     monkeypatch.undo()
     assert path.read_bytes() == before and counted_training == [1]
@@ -246,14 +276,31 @@ def test_chmod_000_entry_is_an_error_and_is_kept(quick_cache, counted_training):
 def test_unwritable_cache_is_found_before_any_training(tmp_path, monkeypatch, counted_training):
     monkeypatch.setenv("LOWRANK_QUICK", "1")
     (tmp_path / "file").write_text("")
-    monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "file" / "cache"))  # not a folder, even for root
-    with pytest.raises(cache.CacheError, match=rf"^cannot write to the cache folder {tmp_path}/file/cache: "):
+    monkeypatch.setenv(
+        "LOWRANK_CACHE", str(tmp_path / "file" / "cache")
+    )  # not a folder, even for root
+    with pytest.raises(
+        cache.CacheError, match=rf"^cannot write to the cache folder {tmp_path}/file/cache: "
+    ):
         load_or_train("model0")
     assert counted_training == []
 
 
-@pytest.mark.parametrize("value, quick", [("1", True), ("on", True), ("Y", True), ("yes", True), ("true", True),
-                                          ("", False), ("0", False), ("off", False), ("no", False), ("false", False)])
+@pytest.mark.parametrize(
+    "value, quick",
+    [
+        ("1", True),
+        ("on", True),
+        ("Y", True),
+        ("yes", True),
+        ("true", True),
+        ("", False),
+        ("0", False),
+        ("off", False),
+        ("no", False),
+        ("false", False),
+    ],
+)
 def test_quick_mode_accepts_the_usual_spellings(monkeypatch, value, quick):
     monkeypatch.setenv("LOWRANK_QUICK", value)
     assert quick_mode() is quick
@@ -313,7 +360,9 @@ def test_seeds_are_part_of_the_cache_key_and_the_file_name(quick_cache, counted_
 
 def test_every_family_has_its_seeds(monkeypatch):
     monkeypatch.setenv("LOWRANK_QUICK", "0")
-    monkeypatch.setattr(experiments, "_history", lambda name, seed, train=True: None)  # nothing trained
+    monkeypatch.setattr(
+        experiments, "_history", lambda name, seed, train=True: None
+    )  # nothing trained
     for name, config in experiments.EXPERIMENTS.items():
         seeds = experiments.planned_seeds(name)
         if experiments._sweep_of(name):
@@ -323,7 +372,9 @@ def test_every_family_has_its_seeds(monkeypatch):
         else:
             assert len(seeds) >= 5, name
     monkeypatch.setenv("LOWRANK_QUICK", "1")
-    assert all(experiments.planned_seeds(name) == [0] for name in experiments.EXPERIMENTS)  # one seed
+    assert all(
+        experiments.planned_seeds(name) == [0] for name in experiments.EXPERIMENTS
+    )  # one seed
 
 
 def test_one_factor_ablations_change_one_factor(monkeypatch):
@@ -338,20 +389,28 @@ def test_one_factor_ablations_change_one_factor(monkeypatch):
 
 
 def test_the_sweep_member_with_the_best_validation_accuracy_is_chosen_and_gets_more_seeds(
-        quick_cache, monkeypatch):
+    quick_cache, monkeypatch
+):
     monkeypatch.setattr(experiments, "QUICK_SEEDS", 2)
     accuracy = {"l2-2.0e-05": 0.97, "l2-1.0e-04": 0.98, "l2-5.0e-04": 0.96}
-    monkeypatch.setattr(experiments, "_history",
-                        lambda name, seed, train=True: [{"val_acc": accuracy[name], "val_loss": 0.1}])
+    monkeypatch.setattr(
+        experiments,
+        "_history",
+        lambda name, seed, train=True: [{"val_acc": accuracy[name], "val_loss": 0.1}],
+    )
     assert experiments.tuned("l2") == "l2-1.0e-04"
-    assert experiments.planned_seeds("l2-1.0e-04") == [0, 1] and experiments.planned_seeds("l2-5.0e-04") == [0]
+    assert experiments.planned_seeds("l2-1.0e-04") == [0, 1] and experiments.planned_seeds(
+        "l2-5.0e-04"
+    ) == [0]
     accuracy["l2-5.0e-04"] = 0.98  # a tie goes to the lower validation loss, then the first
     assert experiments.tuned("l2") == "l2-1.0e-04"
     with pytest.raises(ValueError, match=r"^penalty must be one of l2, l1, got 'l3'$"):
         experiments.tuned("l3")
 
 
-def test_fine_tuning_starts_from_the_truncated_model_with_the_same_seed(quick_cache, counted_training):
+def test_fine_tuning_starts_from_the_truncated_model_with_the_same_seed(
+    quick_cache, counted_training
+):
     from lowrank.train import truncated_start
 
     parent, _ = load_or_train("model0", seed=1)
@@ -364,11 +423,15 @@ def test_fine_tuning_starts_from_the_truncated_model_with_the_same_seed(quick_ca
     assert not torch.equal(tuned_model.fc1.weight, parent.fc1.weight)  # and then trained on
 
 
-def test_a_verified_entry_is_not_read_again_until_the_file_changes(quick_cache, counted_training, monkeypatch):
+def test_a_verified_entry_is_not_read_again_until_the_file_changes(
+    quick_cache, counted_training, monkeypatch
+):
     load_or_train("l2-1.0e-04")
     reads = []
     real = experiments.load_entry
-    monkeypatch.setattr(experiments, "load_entry", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(
+        experiments, "load_entry", lambda *a, **k: reads.append(a[0]) or real(*a, **k)
+    )
     assert experiments._history("l2-1.0e-04", 0, train=False) is not None and reads == []
     path = cache_path("l2-1.0e-04")
     path.write_bytes(b"not a torch file")  # changed on disk: read again, found corrupt

@@ -15,9 +15,9 @@ import re
 import threading
 
 import pytest
-
 from browser import open_page
 from conftest import MEASURED
+
 from lowrank.sweeps import explorer_grid
 
 QUICK = explorer_grid(quick=True)
@@ -78,8 +78,10 @@ def test_randomness_explorer_data_is_the_configured_grid(data):
 
 
 def test_explorer_data_is_small(post_html, data):
-    size = sum(len(block) for block in re.findall(r'<script type="ojs-define">(.*?)</script>',
-                                                   post_html, flags=re.S))
+    size = sum(
+        len(block)
+        for block in re.findall(r'<script type="ojs-define">(.*?)</script>', post_html, flags=re.S)
+    )
     MEASURED.append(f"explorers' data on the page (quick mode): {size / 1024:.1f} KB")
     assert set(data) >= {"rank_explorer", "range_explorer"}
     assert size < 100 * 1024
@@ -107,12 +109,17 @@ def explorer_errors(console):
     """Page errors other than those of scripts that failed to load from the (offline) internet."""
     offline = any(line.startswith("requestfailed: https://") for line in console)
     known = ("define is not defined", "reading 'paths'")  # require.js from a CDN, offline
-    return [line for line in console if line.startswith("pageerror")
-            and not (offline and any(k in line for k in known))]
+    return [
+        line
+        for line in console
+        if line.startswith("pageerror") and not (offline and any(k in line for k in known))
+    ]
 
 
-READ_JS = """prefix => Object.fromEntries([...document.querySelectorAll(`[id^="${prefix}"][data-value]`)]
-    .map(e => [e.id.slice(prefix.length), {value: Number(e.dataset.value), text: e.textContent}]))"""
+READ_JS = """prefix => Object.fromEntries(
+    [...document.querySelectorAll(`[id^="${prefix}"][data-value]`)]
+    .map(e => [e.id.slice(prefix.length),
+               {value: Number(e.dataset.value), text: e.textContent}]))"""
 
 
 def shown(page, prefix):
@@ -138,14 +145,21 @@ def wait_until_shown(page, prefix, expected):
         """([prefix, expected]) => Object.entries(expected).every(([key, value]) => {
              const e = document.getElementById(prefix + key);
              return e !== null && Number(e.dataset.value) === value; })""",
-        arg=[prefix, expected], timeout=15_000)
+        arg=[prefix, expected],
+        timeout=15_000,
+    )
 
 
 def rank_values(d, r):
     i = d["rank"].index(r)
-    return {"test_acc": d["test_acc"][i], "test_dense": d["test_dense"],
-            "compression": d["compression"][i], "params": d["params"][i],
-            "spectral": d["spectral"][i], "frobenius": d["frobenius"][i]}
+    return {
+        "test_acc": d["test_acc"][i],
+        "test_dense": d["test_dense"],
+        "compression": d["compression"][i],
+        "params": d["params"][i],
+        "spectral": d["spectral"][i],
+        "frobenius": d["frobenius"][i],
+    }
 
 
 def check_rank(page, data, model, r):
@@ -179,7 +193,8 @@ def test_rank_explorer_follows_its_controls(post_url, data):
                 f"rank explorer, {models[0]}, r={r}: test accuracy {now['test_acc']['text']} "
                 f"(uncompressed {now['test_dense']['text']}), compression "
                 f"{now['compression']['text']}, {now['params']['text']} numbers, σ_r+1/σ_1 "
-                f"{now['spectral']['text']}, Frobenius {now['frobenius']['text']} (quick mode)")
+                f"{now['spectral']['text']}, Frobenius {now['frobenius']['text']} (quick mode)"
+            )
         # the model selector: every other model, at the same rank
         for model in models[1:]:
             page.select_option("#rank-explorer-model", model)
@@ -191,9 +206,16 @@ def test_rank_explorer_follows_its_controls(post_url, data):
 def range_values(d, k, p, q):
     i = list(zip(d["k"], d["p"], d["q"])).index((k, p, q))
     e = d["errors"][i]
-    return {"mean": sum(e) / len(e), "min": min(e), "max": max(e), "draws": len(e),
-            "sigma_k1": d["sigma_k1"][i], "sigma_l1": d["sigma_l1"][i], "bound": d["bound"][i],
-            "ell": k + p}
+    return {
+        "mean": sum(e) / len(e),
+        "min": min(e),
+        "max": max(e),
+        "draws": len(e),
+        "sigma_k1": d["sigma_k1"][i],
+        "sigma_l1": d["sigma_l1"][i],
+        "bound": d["bound"][i],
+        "ell": k + p,
+    }
 
 
 def check_range(page, data, k, p, q):
@@ -220,13 +242,15 @@ def test_randomness_explorer_follows_its_controls(post_url, data):
             set_slider(page, f"#range-explorer-{name}", values.index(target))
             k, p, q = {"k": (target, p, q), "p": (k, target, q), "q": (k, p, target)}[name]
             now = check_range(page, data, k, p, q)
-            assert now["mean"]["value"] != seen[-1][-1]["mean"]["value"], \
+            assert now["mean"]["value"] != seen[-1][-1]["mean"]["value"], (
                 f"moving {name} changed nothing"
+            )
             seen.append((name, k, p, q, now))
-        for name, k, p, q, now in (seen[0], seen[1]):
+        for _, k, p, q, now in (seen[0], seen[1]):
             MEASURED.append(
                 f"randomness explorer, k={k} p={p} q={q}: mean {now['mean']['text']} "
                 f"({now['min']['text']} to {now['max']['text']}, {now['draws']['text']} draws), "
                 f"σ_k+1 {now['sigma_k1']['text']}, σ_ℓ+1 {now['sigma_l1']['text']}, "
-                f"HMT bound {now['bound']['text']} (quick mode)")
+                f"HMT bound {now['bound']['text']} (quick mode)"
+            )
         assert not explorer_errors(console), explorer_errors(console)

@@ -21,12 +21,19 @@ def test_shapes_and_log_probabilities():
     assert out.shape == (32, 10)
     assert torch.allclose(out.exp().sum(1), torch.ones(32), atol=1e-5)
     assert net.W.shape == (1000, 1000) and net.W is net.fc2.weight
-    assert sum(p.numel() for p in net.parameters()) == 784 * 1000 + 1000 + 1000 * 1000 + 1000 + 1000 * 10 + 10
+    assert (
+        sum(p.numel() for p in net.parameters())
+        == 784 * 1000 + 1000 + 1000 * 1000 + 1000 + 1000 * 10 + 10
+    )
 
 
 def test_low_rank_linear_computes_x_Vt_Ut_plus_b():
     g = torch.Generator().manual_seed(2)
-    U, V, b = torch.randn(6, 3, generator=g), torch.randn(3, 5, generator=g), torch.randn(6, generator=g)
+    U, V, b = (
+        torch.randn(6, 3, generator=g),
+        torch.randn(3, 5, generator=g),
+        torch.randn(6, generator=g),
+    )
     x = torch.randn(4, 5, generator=g)
     layer = LowRankLinear(U, V, b)
     assert layer.rank == 3
@@ -91,11 +98,25 @@ BAD_CONSTRUCTIONS = {  # id -> (call, the argument's name)
     "rank 0": (lambda: MnistFCNet(rank=0), "rank"),
     "rank 2000": (lambda: MnistFCNet(rank=2000), "rank"),
     "hidden 0": (lambda: MnistFCNet(hidden=0), "hidden"),
-    "bias length": (lambda: LowRankLinear(torch.ones(6, 3), torch.ones(3, 5), torch.ones(5)), "bias"),
+    "bias length": (
+        lambda: LowRankLinear(torch.ones(6, 3), torch.ones(3, 5), torch.ones(5)),
+        "bias",
+    ),
     "nan U": (lambda: LowRankLinear(torch.full((6, 3), float("nan")), torch.ones(3, 5)), "U"),
-    "inf bias": (lambda: LowRankLinear(torch.ones(6, 3), torch.ones(3, 5), torch.full((6,), float("inf"))), "bias"),
-    "mixed V": (lambda: LowRankLinear(torch.ones(6, 3), torch.ones(3, 5, dtype=torch.float64)), "V"),
-    "mixed bias": (lambda: LowRankLinear(torch.ones(6, 3), torch.ones(3, 5), torch.ones(6, dtype=torch.float64)), "bias"),
+    "inf bias": (
+        lambda: LowRankLinear(torch.ones(6, 3), torch.ones(3, 5), torch.full((6,), float("inf"))),
+        "bias",
+    ),
+    "mixed V": (
+        lambda: LowRankLinear(torch.ones(6, 3), torch.ones(3, 5, dtype=torch.float64)),
+        "V",
+    ),
+    "mixed bias": (
+        lambda: LowRankLinear(
+            torch.ones(6, 3), torch.ones(3, 5), torch.ones(6, dtype=torch.float64)
+        ),
+        "bias",
+    ),
     "shapes": (lambda: LowRankLinear(torch.ones(6, 3), torch.ones(4, 5)), "U and V"),
     "1-D U": (lambda: LowRankLinear(torch.ones(6), torch.ones(3, 5)), "U"),
 }

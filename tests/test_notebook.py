@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-
 import qmd
 from conftest import MEASURED, ROOT
+from nbclient import NotebookClient
 
 
 def test_notebook_says_how_to_install_and_has_no_page_only_cells(rendered_site):
@@ -38,12 +37,19 @@ def test_notebook_runs_top_to_bottom_in_a_fresh_kernel(rendered_site, tmp_path):
     env = {"LOWRANK_QUICK": "1", "LOWRANK_CACHE": cache}
     with tempfile.TemporaryDirectory() as spec_dir:
         km = qmd._kernel_manager(Path(spec_dir))
-        client = NotebookClient(nb, km=km, timeout=900, allow_errors=True, resources={"metadata": {"path": str(tmp_path)}})
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=900,
+            allow_errors=True,
+            resources={"metadata": {"path": str(tmp_path)}},
+        )
         start = time.perf_counter()
         client.execute(env={**os.environ, **env})
         seconds = time.perf_counter() - start
     ran = sum(c.cell_type == "code" for c in nb.cells)
     MEASURED.append(f"notebook: {ran} code cells in a fresh kernel, quick mode: {seconds:.1f} s")
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-              if o.output_type == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
     assert not errors, errors[0].ename + ": " + errors[0].evalue

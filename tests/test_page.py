@@ -21,7 +21,9 @@ def test_repo_link_to_a_file_at_the_commit_or_plain_text_without_a_repository(mo
     assert repo_link(url=url) == f"[github.com/me/lowrank]({url})"
     assert isinstance(link, Markdown) and link._repr_markdown_() == link
     monkeypatch.setattr("lowrank.page.repository_url", lambda: None)
-    assert repo_link("post/index.qmd") == "`post/index.qmd` in the repository this post was built from"
+    assert (
+        repo_link("post/index.qmd") == "`post/index.qmd` in the repository this post was built from"
+    )
     assert repo_link() == "the repository this post was built from"
 
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import qmd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +55,9 @@ def test_every_cell_runs(doc, run):
     if index is not None:
         error = next(o for o in run.cells[index].outputs if o.output_type == "error")
         traceback = ANSI.sub("", "\n".join(error.traceback))
-        pytest.fail(f"cell at {where(doc.cells[index])} raised {error.ename}: {error.evalue}\n{traceback}")
+        pytest.fail(
+            f"cell at {where(doc.cells[index])} raised {error.ename}: {error.evalue}\n{traceback}"
+        )
 
 
 def test_every_inline_expression_evaluates(doc, run):
@@ -70,18 +71,29 @@ def test_every_inline_expression_evaluates(doc, run):
         for r in results:
             result = r["result"]
             if result.get("status") != "ok":
-                failures.append(f"{where(cell)}: {r['expression']} -> {result.get('ename')}: {result.get('evalue')}")
+                failures.append(
+                    f"{where(cell)}: {r['expression']} -> "
+                    f"{result.get('ename')}: {result.get('evalue')}"
+                )
                 continue
             data = result.get("data", {})
             text = data.get("text/markdown") or data.get("text/plain", "")
-            if not text.strip() or text.strip() in ("None", "''", '""') or "nan" in text.lower().split():
-                failures.append(f"{where(cell)}: {r['expression']} -> empty or meaningless {text!r}")
+            if (
+                not text.strip()
+                or text.strip() in ("None", "''", '""')
+                or "nan" in text.lower().split()
+            ):
+                failures.append(
+                    f"{where(cell)}: {r['expression']} -> empty or meaningless {text!r}"
+                )
             # Quarto strips the quotes of a str result and escapes Markdown in it; a repr with a
             # backslash would come out doubled. Return IPython.display.Markdown for such text.
             if "text/markdown" not in data and text[:1] in "'\"" and "\\" in text:
                 escaped.append(f"{where(cell)}: {r['expression']} -> {text}")
     assert not failures, "inline expressions that failed:\n" + "\n".join(failures)
-    assert not escaped, "str results with backslashes (Quarto would mangle them):\n" + "\n".join(escaped)
+    assert not escaped, "str results with backslashes (Quarto would mangle them):\n" + "\n".join(
+        escaped
+    )
 
 
 def test_no_inline_expression_inside_math(doc):
@@ -100,8 +112,11 @@ def test_no_inline_expression_inside_math(doc):
 
 
 def figure_cells(doc):
-    return [(i, c) for i, c in enumerate(doc.cells)
-            if c.kind == "code" and str(c.options.get("label", "")).startswith("fig-")]
+    return [
+        (i, c)
+        for i, c in enumerate(doc.cells)
+        if c.kind == "code" and str(c.options.get("label", "")).startswith("fig-")
+    ]
 
 
 def test_every_figure_has_caption_alt_text_and_an_image(doc, run):
@@ -111,9 +126,13 @@ def test_every_figure_has_caption_alt_text_and_an_image(doc, run):
     for i, cell in figures:
         label = cell.options["label"]
         for option in ("fig-cap", "fig-alt"):
-            assert str(cell.options.get(option, "")).strip(), f"{label} ({where(cell)}) has no {option}"
+            assert str(cell.options.get(option, "")).strip(), (
+                f"{label} ({where(cell)}) has no {option}"
+            )
         images = [o for o in run.cells[i].outputs if "image/png" in o.get("data", {})]
-        assert len(images) == 1, f"{label} ({where(cell)}) produced {len(images)} images, expected 1"
+        assert len(images) == 1, (
+            f"{label} ({where(cell)}) produced {len(images)} images, expected 1"
+        )
     labels = [c.options["label"] for _, c in figures]
     assert len(labels) == len(set(labels)), f"duplicate figure labels: {labels}"
 
@@ -122,7 +141,9 @@ def test_figure_references_and_labels_match(doc):
     labels = {c.options["label"] for _, c in figure_cells(doc)}
     references = set(re.findall(r"(?<![\w@])@(fig-[\w-]*\w)", prose(doc)))
     assert references - labels == set(), f"@-references without a figure: {references - labels}"
-    assert labels - references == set(), f"figures never referenced in the text: {labels - references}"
+    assert labels - references == set(), (
+        f"figures never referenced in the text: {labels - references}"
+    )
 
 
 def bib_keys() -> set[str]:
@@ -147,14 +168,20 @@ def test_front_matter(doc):
 
 
 def test_no_todo_in_post_files():
-    offenders = [p.relative_to(ROOT) for p in (ROOT / "post").rglob("*")
-                 if p.is_file() and p.suffix in (".qmd", ".bib", ".md", ".yml", ".py") and "TODO" in p.read_text()]
+    offenders = [
+        p.relative_to(ROOT)
+        for p in (ROOT / "post").rglob("*")
+        if p.is_file()
+        and p.suffix in (".qmd", ".bib", ".md", ".yml", ".py")
+        and "TODO" in p.read_text()
+    ]
     assert not offenders, f"TODO left in {offenders}"
 
 
 # Markdown shown only in other formats (the notebook's "Running this notebook" note)
-NOT_HTML = re.compile(r'^:::+ *\{\.content-visible when-format="(?!html)[^"]*"\}.*?^:::+ *$',
-                      re.MULTILINE | re.DOTALL)
+NOT_HTML = re.compile(
+    r'^:::+ *\{\.content-visible when-format="(?!html)[^"]*"\}.*?^:::+ *$', re.MULTILINE | re.DOTALL
+)
 
 
 def test_quick_mode_banner_comes_first(doc, run):
@@ -178,18 +205,23 @@ def test_source_listings_are_the_package_code(doc, run):
     shown = 0
     for i, cell in enumerate(doc.cells):
         if cell.options.get("output") == "asis" and "show_source(" in cell.source:
-            out = "".join(o.get("text", "") for o in run.cells[i].outputs if o.output_type == "stream")
+            out = "".join(
+                o.get("text", "") for o in run.cells[i].outputs if o.output_type == "stream"
+            )
             fence = "```{.python .code-overflow-wrap}\n"
             assert out.startswith(fence) and out.rstrip().endswith("```"), where(cell)
-            compile(out.strip()[len(fence):-3], where(cell), "exec")
+            compile(out.strip()[len(fence) : -3], where(cell), "exec")
             shown += 1
     assert shown >= 7
 
 
 def shown(cell) -> bool:
     """Whether a reader sees the cell's code (folded plotting code counts: it can be unfolded)."""
-    return cell.kind == "code" and str(cell.options.get("echo", True)).lower() != "false" \
+    return (
+        cell.kind == "code"
+        and str(cell.options.get("echo", True)).lower() != "false"
         and str(cell.options.get("include", True)).lower() != "false"
+    )
 
 
 def test_shown_cells_alone_run_top_to_bottom(doc):
@@ -205,13 +237,24 @@ def test_shown_cells_alone_run_top_to_bottom(doc):
 
 def test_shown_code_fits_the_column(doc):
     """Shown code lines fit the text column at 1280 px (about 88 characters; see test_render)."""
-    long = [f"{where(c)}+{i}: {len(line)} columns" for c in doc.cells if shown(c)
-            for i, line in enumerate(c.source.splitlines(), 1) if len(line) > 88]
+    long = [
+        f"{where(c)}+{i}: {len(line)} columns"
+        for c in doc.cells
+        if shown(c)
+        for i, line in enumerate(c.source.splitlines(), 1)
+        if len(line) > 88
+    ]
     assert not long, "shown code lines longer than 88 columns:\n" + "\n".join(long)
 
 
 def test_the_figures_that_answer_the_questions_are_there(doc):
     labels = {c.options["label"] for _, c in figure_cells(doc)}
-    for label in ("fig-ablation", "fig-anatomy", "fig-classes", "fig-finetune", "fig-layers",
-                  "fig-needed-rank"):
+    for label in (
+        "fig-ablation",
+        "fig-anatomy",
+        "fig-classes",
+        "fig-finetune",
+        "fig-layers",
+        "fig-needed-rank",
+    ):
         assert label in labels, label

@@ -1,6 +1,7 @@
-"""Properties of lowrank.randomized from Halko, Martinsson & Tropp (2011), with torch.linalg as the oracle.
+"""Properties of lowrank.randomized from Halko, Martinsson & Tropp (2011), with torch.linalg as
+the oracle.
 
-    .venv/bin/python -m pytest tests/test_randomized.py -q
+.venv/bin/python -m pytest tests/test_randomized.py -q
 """
 
 import math
@@ -31,7 +32,8 @@ def gen(seed):
 
 
 def with_spectrum(σ, m=M, n=N, seed=0, dtype=torch.float64):
-    """X diag(σ) Yᵀ with random orthonormal X (m×r), Y (n×r): a matrix whose singular values are σ."""
+    """X diag(σ) Yᵀ with random orthonormal X (m×r), Y (n×r): a matrix whose singular values
+    are σ."""
     g = gen(seed)
     X = torch.linalg.qr(torch.randn(m, len(σ), generator=g, dtype=torch.float64)).Q
     Y = torch.linalg.qr(torch.randn(n, len(σ), generator=g, dtype=torch.float64)).Q
@@ -54,7 +56,8 @@ def projection_error(A, Q):
 def rank_k(k=10, seed=1):
     g = gen(seed)
     return torch.randn(M, k, generator=g, dtype=torch.float64) @ torch.randn(
-        k, N, generator=g, dtype=torch.float64)
+        k, N, generator=g, dtype=torch.float64
+    )
 
 
 FINDERS = {  # name -> Q from (A, size, generator)
@@ -177,8 +180,12 @@ def test_adaptive_range_finder_stops_at_max_rank():
 
 def test_srft_error_is_within_twice_the_gaussian_error():
     A, size, trials = with_spectrum(harmonic()), 20, 10
-    gaussian = sum(projection_error(A, range_finder(A, size, generator=gen(t))) for t in range(trials))
-    srft = sum(projection_error(A, srft_range_finder(A, size, generator=gen(t))) for t in range(trials))
+    gaussian = sum(
+        projection_error(A, range_finder(A, size, generator=gen(t))) for t in range(trials)
+    )
+    srft = sum(
+        projection_error(A, srft_range_finder(A, size, generator=gen(t))) for t in range(trials)
+    )
     assert srft <= 2 * gaussian
 
 
@@ -297,9 +304,15 @@ A_OK = torch.randn(20, 10, dtype=torch.float64)
 NAN, INF = A_OK.clone(), A_OK.clone()
 NAN[3, 4], INF[0, 0] = float("nan"), -float("inf")
 BAD_MATRICES = {
-    "1-D": torch.randn(10), "3-D": torch.randn(2, 3, 4), "empty": torch.empty(0, 5),
-    "nan": NAN, "inf": INF, "int": torch.ones(4, 4, dtype=torch.int64), "list": [[1.0, 2.0]],
-    "bool": torch.ones(4, 4, dtype=torch.bool), "half": torch.ones(4, 4, dtype=torch.half),
+    "1-D": torch.randn(10),
+    "3-D": torch.randn(2, 3, 4),
+    "empty": torch.empty(0, 5),
+    "nan": NAN,
+    "inf": INF,
+    "int": torch.ones(4, 4, dtype=torch.int64),
+    "list": [[1.0, 2.0]],
+    "bool": torch.ones(4, 4, dtype=torch.bool),
+    "half": torch.ones(4, 4, dtype=torch.half),
     "complex": torch.ones(4, 4, dtype=torch.complex64),
 }
 MATRIX_FUNCTIONS = {  # name -> (function of the matrix, the argument's name)
@@ -340,17 +353,22 @@ BAD_ARGUMENTS = {  # id -> (call, the argument's name)
     "hmt empty": (lambda: hmt_expected_error(torch.empty(0), 2, 2), "singular_values"),
     "hmt text": (lambda: hmt_expected_error("1 2 3 4", 2, 2), "singular_values"),
     "hmt list of text": (lambda: hmt_expected_error(["a"] * 6, 2, 2), "singular_values"),
-    "hmt complex": (lambda: hmt_expected_error(harmonic().to(torch.complex128), 10, 5),
-                    "singular_values"),
+    "hmt complex": (
+        lambda: hmt_expected_error(harmonic().to(torch.complex128), 10, 5),
+        "singular_values",
+    ),
     "tol True": (lambda: adaptive_range_finder(A_OK, True), "tol"),
     "tol string": (lambda: adaptive_range_finder(A_OK, "0.1"), "tol"),
-    **{f"{name} generator=0": (call, "generator") for name, call in {
-        "range_finder": lambda: range_finder(A_OK, 2, generator=0),
-        "adaptive": lambda: adaptive_range_finder(A_OK, 0.1, generator=0),
-        "srft": lambda: srft_range_finder(A_OK, 2, generator=0),
-        "rsvd": lambda: randomized_svd(A_OK, 2, generator=0),
-        "low rank": lambda: randomized_low_rank(A_OK, 2, generator=0),
-    }.items()},
+    **{
+        f"{name} generator=0": (call, "generator")
+        for name, call in {
+            "range_finder": lambda: range_finder(A_OK, 2, generator=0),
+            "adaptive": lambda: adaptive_range_finder(A_OK, 0.1, generator=0),
+            "srft": lambda: srft_range_finder(A_OK, 2, generator=0),
+            "rsvd": lambda: randomized_svd(A_OK, 2, generator=0),
+            "low rank": lambda: randomized_low_rank(A_OK, 2, generator=0),
+        }.items()
+    },
 }
 
 

@@ -20,7 +20,9 @@ def test_identity_has_full_effective_and_stable_rank():
 def test_rank_one_matrix_has_rank_one():
     g = torch.Generator().manual_seed(0)
     A = torch.outer(torch.randn(30, generator=g), torch.randn(40, generator=g))
-    assert effective_rank(A) == pytest.approx(1, abs=1e-4)  # float32 noise leaves tiny singular values
+    assert effective_rank(A) == pytest.approx(
+        1, abs=1e-4
+    )  # float32 noise leaves tiny singular values
     assert stable_rank(A) == pytest.approx(1, rel=1e-6)
     assert numerical_rank(A) == 1
 
@@ -37,7 +39,9 @@ def test_effective_rank_matches_entropy_computed_by_hand():
 
 def test_ranks_are_invariant_under_scaling_and_orthogonal_transforms():
     g = torch.Generator().manual_seed(3)
-    A = torch.randn(40, 40, generator=g, dtype=torch.float64) @ torch.diag(torch.logspace(0, -3, 40, dtype=torch.float64))
+    A = torch.randn(40, 40, generator=g, dtype=torch.float64) @ torch.diag(
+        torch.logspace(0, -3, 40, dtype=torch.float64)
+    )
     Q1, Q2 = orthogonal(40, 4), orthogonal(40, 5)
     for f in (effective_rank, stable_rank):
         assert f(-7.5 * A) == pytest.approx(f(A), rel=1e-10)

@@ -13,9 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from bs4 import BeautifulSoup
-
 import qmd
+from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parents[1]
 POST = ROOT / "post" / "index.qmd"
@@ -33,8 +32,11 @@ def soup(post_html) -> BeautifulSoup:
 
 def figure_labels() -> list[str]:
     doc = qmd.parse_file(POST)
-    return [str(c.options["label"]) for c in doc.code_cells
-            if str(c.options.get("label", "")).startswith("fig-")]
+    return [
+        str(c.options["label"])
+        for c in doc.code_cells
+        if str(c.options.get("label", "")).startswith("fig-")
+    ]
 
 
 def test_every_figure_is_in_the_page_with_its_image(soup, post_html):
@@ -77,7 +79,9 @@ def test_no_raw_shortcode_or_inline_code(post_html):
 def test_no_error_or_warning_output(soup):
     """A reader sees no traceback, no error and no stray stderr (warnings) in any cell."""
     bad = soup.select(".cell-output-error, .cell-output-stderr")
-    assert not bad, "cells with error or stderr output:\n" + "\n".join(b.get_text()[:300] for b in bad)
+    assert not bad, "cells with error or stderr output:\n" + "\n".join(
+        b.get_text()[:300] for b in bad
+    )
     prose = BeautifulSoup(str(soup.select_one("main")), "html.parser")
     for listing in prose.select("pre, code"):  # the package's source may say "ValueError:"
         listing.decompose()
@@ -89,10 +93,14 @@ def test_quick_mode_banner(soup):
     banner = soup.select_one(".callout-warning")
     assert banner is not None, "the quick-mode banner is missing"
     assert "quick mode" in banner.get_text().lower()
-    text = [p for p in soup.select("main p")
-            if not p.find_parent("header") and not p.find_parent(class_="callout")]
-    assert text and banner in text[0].find_all_previous(class_="callout-warning"), \
+    text = [
+        p
+        for p in soup.select("main p")
+        if not p.find_parent("header") and not p.find_parent(class_="callout")
+    ]
+    assert text and banner in text[0].find_all_previous(class_="callout-warning"), (
         "the banner does not come before the post's first paragraph"
+    )
 
 
 def test_render_leaves_the_work_tree_clean(rendered_site):
@@ -100,11 +108,17 @@ def test_render_leaves_the_work_tree_clean(rendered_site):
     from conftest import project_files
 
     copy = rendered_site.parent
-    assert (copy / ".gitignore").read_text() == (ROOT / ".gitignore").read_text(), \
+    assert (copy / ".gitignore").read_text() == (ROOT / ".gitignore").read_text(), (
         "quarto render appended to .gitignore: add its lines there"
+    )
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
-    out = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=copy,
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard"],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     new = sorted(set(out) - {str(p) for p in project_files()})
     assert not new, f"files the render wrote that git does not ignore: {new[:20]}"
 
@@ -139,8 +153,10 @@ def test_layout_in_a_browser(rendered_site):
     from browser import open_page, serve
     from conftest import MEASURED
 
-    with serve(rendered_site) as url, \
-            open_page(f"{url}/post/index.html", width=1280, height=800) as (page, console):
+    with (
+        serve(rendered_site) as url,
+        open_page(f"{url}/post/index.html", width=1280, height=800) as (page, console),
+    ):
         page.wait_for_load_state("load")
         layout = page.evaluate(LAYOUT_JS)
         images = page.evaluate("""() => Array.from(document.images).map(
@@ -157,19 +173,26 @@ def test_layout_in_a_browser(rendered_site):
         errors = list(console)
 
     overflowing = [i for i in layout["items"] if i["scroll"] > i["client"] + 1]
-    assert not overflowing, "wider than their column (scrollWidth > clientWidth + 1):\n" + \
-        "\n".join(f"{i['kind']} in #{i['id']}: {i['scroll']} > {i['client']}" for i in overflowing)
+    assert not overflowing, (
+        "wider than their column (scrollWidth > clientWidth + 1):\n"
+        + "\n".join(
+            f"{i['kind']} in #{i['id']}: {i['scroll']} > {i['client']}" for i in overflowing
+        )
+    )
     assert layout["body"] <= layout["viewport"] + 1, f"the page scrolls sideways: {layout['body']}"
     for kind in ("figure", "code"):
         items = [i for i in layout["items"] if i["kind"] == kind]
         assert items, f"no {kind} measured"
         widest = max(items, key=lambda i: (i["width"], i["scroll"]))
-        MEASURED.append(f"widest {kind} at 1280x800: #{widest['id']}, {widest['width']:.0f} px wide "
-                        f"(container scrollWidth {widest['scroll']} px, clientWidth "
-                        f"{widest['client']} px; text column {layout['column']:.0f} px)")
+        MEASURED.append(
+            f"widest {kind} at 1280x800: #{widest['id']}, {widest['width']:.0f} px wide "
+            f"(container scrollWidth {widest['scroll']} px, clientWidth "
+            f"{widest['client']} px; text column {layout['column']:.0f} px)"
+        )
 
-    assert images and all(i["ok"] for i in images), \
+    assert images and all(i["ok"] for i in images), (
         f"images that did not load: {[i['src'] for i in images if not i['ok']]}"
+    )
     assert len(toc) >= 5, f"the table of contents has {len(toc)} links"
     broken = [t["href"] for t in toc if not (t["found"] and t["same_page"])]
     assert not broken, f"table-of-contents links to nothing: {broken}"
@@ -177,13 +200,16 @@ def test_layout_in_a_browser(rendered_site):
     def external_load_failure(message: str) -> bool:
         # no network here: MathJax and other CDN scripts fail to load; not the page's fault
         local = url in message
-        return not local and ("requestfailed: http" in message
-                              or ("Failed to load resource" in message and "net::ERR" in message))
+        return not local and (
+            "requestfailed: http" in message
+            or ("Failed to load resource" in message and "net::ERR" in message)
+        )
 
     # what follows from an external failure: without require.js from its CDN, Quarto's inline
     # define('jquery', ...) for Jupyter widgets fails
-    requirejs_failed = any(e.startswith("requestfailed: http") and "require" in e
-                           and url not in e for e in errors)
+    requirejs_failed = any(
+        e.startswith("requestfailed: http") and "require" in e and url not in e for e in errors
+    )
     consequences = {"pageerror: define is not defined"} if requirejs_failed else set()
 
     def checked(e: str) -> bool:
@@ -191,8 +217,11 @@ def test_layout_in_a_browser(rendered_site):
             return False  # names no URL; its "http <status>: <url>" line is checked instead
         if e.startswith("http 404: ") and e.endswith("/favicon.ico"):
             return False  # the browser asks for one on its own; the site has none
-        return e.startswith(("error", "pageerror", "requestfailed", "http ")) \
-            and not external_load_failure(e) and e not in consequences
+        return (
+            e.startswith(("error", "pageerror", "requestfailed", "http "))
+            and not external_load_failure(e)
+            and e not in consequences
+        )
 
     real = [e for e in errors if checked(e)]
     assert not real, "console errors:\n" + "\n".join(real)

@@ -3,7 +3,9 @@ from lowrank.speed import layer_seconds, median_seconds, time_break_even
 
 def test_time_break_even_is_the_last_rank_before_the_first_loss():
     ranks = [10, 50, 100, 200, 400]
-    assert time_break_even(ranks, 1.0, [0.1, 0.3, 0.8, 1.2, 0.9]) == 100  # 400 is faster again, but not contiguous
+    assert (
+        time_break_even(ranks, 1.0, [0.1, 0.3, 0.8, 1.2, 0.9]) == 100
+    )  # 400 is faster again, but not contiguous
     assert time_break_even(ranks, 1.0, [1.5] * 5) is None
     assert time_break_even(ranks, 1.0, [0.5] * 5) == 400
 

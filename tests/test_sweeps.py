@@ -1,15 +1,20 @@
 """lowrank.sweeps: the explorers' data, checked against the package's own slow paths."""
 
 import json
-import math
 
 import pytest
 import torch
 
 from lowrank import FactorisedEvaluator, MnistFCNet, truncated_svd
 from lowrank.randomized import frobenius_error, hmt_expected_error, range_finder, spectral_error
-from lowrank.sweeps import (explorer_grid, projection_error, range_error_draws, rank_sweep,
-                            relative_errors, truncation_accuracy)
+from lowrank.sweeps import (
+    explorer_grid,
+    projection_error,
+    range_error_draws,
+    rank_sweep,
+    relative_errors,
+    truncation_accuracy,
+)
 
 
 def small_net(seed, hidden=40):
@@ -43,10 +48,10 @@ def test_relative_errors_are_those_of_the_truncated_svd():
         U, V = truncated_svd(W, r)
         assert spectral[r - 1] == pytest.approx(spectral_error(W, U, V) / σ[0].item(), rel=1e-10)
         assert frobenius[r - 1] == pytest.approx(
-            frobenius_error(W, U, V) / torch.linalg.matrix_norm(W).item(), rel=1e-10)
+            frobenius_error(W, U, V) / torch.linalg.matrix_norm(W).item(), rel=1e-10
+        )
     assert spectral[-1] == frobenius[-1] == 0.0  # r = rank(W): exact
     assert all(a >= b for a, b in zip(frobenius, frobenius[1:]))
-
 
 
 def test_rank_sweep_averages_over_seeds_and_lists_every_rank(images):
@@ -59,8 +64,9 @@ def test_rank_sweep_averages_over_seeds_and_lists_every_rank(images):
         assert len(both[key]) == 25
         mean = [(a + b) / 2 for a, b in zip(one[0][key], one[1][key])]
         assert both[key] == pytest.approx(mean, rel=1e-5)
-    assert both["test_dense"] == pytest.approx((one[0]["test_dense"] + one[1]["test_dense"]) / 2,
-                                               rel=1e-5)
+    assert both["test_dense"] == pytest.approx(
+        (one[0]["test_dense"] + one[1]["test_dense"]) / 2, rel=1e-5
+    )
     assert both["compression"][0] == pytest.approx(40 * 40 / (1 * 80), rel=1e-6)
     assert both["params"] == [r * 80 for r in range(1, 26)]
     json.dumps(both)  # what ojs_define sends
@@ -73,12 +79,15 @@ def test_rank_sweep_keeps_a_column_per_split(images):
     assert len(sweep["val_acc"]) == len(sweep["test_acc"]) == 3
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(models=[]), "models must be a non-empty list"),
-    (dict(max_rank=0), r"max_rank must be an integer in \[1, 40\], got 0"),
-    (dict(max_rank=41), r"max_rank must be an integer in \[1, 40\], got 41"),
-    (dict(splits={}), "splits must be a non-empty dict"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(models=[]), "models must be a non-empty list"),
+        (dict(max_rank=0), r"max_rank must be an integer in \[1, 40\], got 0"),
+        (dict(max_rank=41), r"max_rank must be an integer in \[1, 40\], got 41"),
+        (dict(splits={}), "splits must be a non-empty dict"),
+    ],
+)
 def test_rank_sweep_rejects_bad_arguments(images, bad, match):
     args = dict(models=[small_net(0)], splits={"test": images}, max_rank=5) | bad
     with pytest.raises(ValueError, match=match):
@@ -88,7 +97,8 @@ def test_rank_sweep_rejects_bad_arguments(images, bad, match):
 def test_projection_error_is_the_spectral_norm_of_the_residual():
     g = torch.Generator().manual_seed(2)
     A = torch.randn(80, 60, dtype=torch.float64, generator=g) @ torch.diag(
-        torch.logspace(0, -2, 60, dtype=torch.float64))
+        torch.logspace(0, -2, 60, dtype=torch.float64)
+    )
     svd = torch.linalg.svd(A, full_matrices=False)
     for ℓ in (1, 7, 30):
         Q = range_finder(A, ℓ, generator=g)
@@ -130,8 +140,12 @@ def test_range_error_draws_reject_bad_grids():
 def test_explorer_grid_is_the_issue_grid_in_full_mode_and_smaller_in_quick_mode():
     full, quick = explorer_grid(quick=False), explorer_grid(quick=True)
     assert full["max_rank"] == 100
-    assert full["range"] == {"ks": [5, 10, 20, 50, 100], "ps": [2, 5, 10, 20], "qs": [0, 1, 2],
-                             "draws": 20}
+    assert full["range"] == {
+        "ks": [5, 10, 20, 50, 100],
+        "ps": [2, 5, 10, 20],
+        "qs": [0, 1, 2],
+        "draws": 20,
+    }
     assert quick["max_rank"] < 100 and quick["range"]["draws"] < 20
     for key in ("ks", "ps", "qs"):
         assert set(quick["range"][key]) <= set(full["range"][key])

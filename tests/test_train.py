@@ -4,11 +4,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-from lowrank import MnistFCNet, TrainConfig, train
 from torch import nn
 
-from lowrank import evaluate, FactorisedEvaluator
+from lowrank import FactorisedEvaluator, MnistFCNet, TrainConfig, evaluate, train
 from lowrank.model import Dropout, dropout_mask, kept_fraction, kept_threshold, step_flops, weights
 from lowrank.train import Training, dropout_seed, weight_penalty
 
@@ -20,7 +18,9 @@ def without_seconds(history):
     return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds")} for r in history]
 
 
-@pytest.mark.parametrize("penalty, expected", [("l2", lambda w, lam: 2 * lam * w), ("l1", lambda w, lam: lam * w.sign())])
+@pytest.mark.parametrize(
+    "penalty, expected", [("l2", lambda w, lam: 2 * lam * w), ("l1", lambda w, lam: lam * w.sign())]
+)
 def test_penalty_gradient_is_as_documented(penalty, expected):
     torch.manual_seed(0)
     net, lam = MnistFCNet(), 1e-3
@@ -36,8 +36,18 @@ def test_no_penalty_is_zero():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("lr", 0), ("gamma", 1.5), ("batch_size", 0), ("epochs", 0), ("dropout", 1.0), ("penalty", "l3"), ("lam", -1.0),
-     ("lam", 0.1), ("rank", 0), ("rank", 1001)],
+    [
+        ("lr", 0),
+        ("gamma", 1.5),
+        ("batch_size", 0),
+        ("epochs", 0),
+        ("dropout", 1.0),
+        ("penalty", "l3"),
+        ("lam", -1.0),
+        ("lam", 0.1),
+        ("rank", 0),
+        ("rank", 1001),
+    ],
 )
 def test_bad_config_names_the_argument(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be"):
@@ -59,8 +69,19 @@ def test_history_records_what_the_post_plots(mnist):
     assert [r["epoch"] for r in history] == [1, 2]
     assert [r["lr"] for r in history] == [1e-3, 5e-4]  # StepLR(step_size=1, gamma)
     for r in history:
-        assert set(r) == {"epoch", "lr", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "erank", "srank", "seconds",
-                          "train_seconds"}
+        assert set(r) == {
+            "epoch",
+            "lr",
+            "train_loss",
+            "val_loss",
+            "val_acc",
+            "test_loss",
+            "test_acc",
+            "erank",
+            "srank",
+            "seconds",
+            "train_seconds",
+        }
         assert 0 < r["train_seconds"] < r["seconds"]  # the loop alone, without evaluation and SVDs
         assert 0 < r["test_acc"] <= 1 and 1 <= r["srank"] <= r["erank"] <= 1000
 
@@ -109,8 +130,13 @@ def test_dropout_mask_for_the_post_probabilities_is_exact():
 
 @pytest.mark.parametrize("p", [0.25, 0.5, 0.9])
 def test_kept_fraction_is_the_threshold_s_share_of_the_int32_values(p):
-    assert kept_fraction(p) == (kept_threshold(p) + 2**31) / 2**32 and abs(kept_fraction(p) - (1 - p)) <= 2**-33
-    assert kept_fraction(0.0) == 1.0 and kept_fraction(0.5) == 0.5  # 1/q = 2: the step's alpha is exact
+    assert (
+        kept_fraction(p) == (kept_threshold(p) + 2**31) / 2**32
+        and abs(kept_fraction(p) - (1 - p)) <= 2**-33
+    )
+    assert (
+        kept_fraction(0.0) == 1.0 and kept_fraction(0.5) == 0.5
+    )  # 1/q = 2: the step's alpha is exact
 
 
 @pytest.mark.parametrize("p", [0.0, 1.0, -0.1, 1.5])
@@ -123,7 +149,9 @@ def test_dropout_mask_is_reproducible_and_seeds_differ():
     a = dropout_mask((64, 1000), 0.5, torch.Generator().manual_seed(0))
     assert torch.equal(a, dropout_mask((64, 1000), 0.5, torch.Generator().manual_seed(0)))
     assert not torch.equal(a, dropout_mask((64, 1000), 0.5, torch.Generator().manual_seed(1)))
-    assert dropout_seed(0) != dropout_seed(1) and dropout_seed(0) % 2**32 != 0  # not the shuffle's seed
+    assert (
+        dropout_seed(0) != dropout_seed(1) and dropout_seed(0) % 2**32 != 0
+    )  # not the shuffle's seed
 
 
 class Variant(MnistFCNet):
@@ -152,10 +180,13 @@ def reference_gradients(net, x, y, config):
 
 
 @pytest.mark.parametrize("network", [MnistFCNet, Variant])
-@pytest.mark.parametrize("rank, penalty, dropout",
-                         [(None, None, 0.5), (None, "l2", 0.2), (20, "l1", 0.5), (None, None, 0.0)])
-def test_step_gradients_equal_autograd_through_the_network(mnist, monkeypatch, network, rank,
-                                                            penalty, dropout):
+@pytest.mark.parametrize(
+    "rank, penalty, dropout",
+    [(None, None, 0.5), (None, "l2", 0.2), (20, "l1", 0.5), (None, None, 0.0)],
+)
+def test_step_gradients_equal_autograd_through_the_network(
+    mnist, monkeypatch, network, rank, penalty, dropout
+):
     """The training step's loss and gradients (penalty included, dropout masks alike) against
     autograd through the network itself, for the post's network and for a variant of it."""
     monkeypatch.setattr(TRAINING, "MnistFCNet", network)
@@ -209,8 +240,12 @@ def test_the_cost_model_reads_the_layers_from_the_network():
     assert step_flops(Variant()) == step_flops(MnistFCNet()) + 3 * 2 * 1000 * 1000
     factorised = step_flops(MnistFCNet(rank=10))
     assert factorised == 2 * (2 * (784_000 + 20_000 + 10_000) + 20_000 + 10_000)
-    assert [tuple(w.shape) for w in weights(MnistFCNet(rank=10))] == [(1000, 784), (1000, 10),
-                                                                     (10, 1000), (10, 1000)]
+    assert [tuple(w.shape) for w in weights(MnistFCNet(rank=10))] == [
+        (1000, 784),
+        (1000, 10),
+        (10, 1000),
+        (10, 1000),
+    ]
 
 
 def test_training_does_not_depend_on_the_callers_thread_count(mnist):

@@ -5,10 +5,17 @@ import pytest
 from lowrank import verdicts as v
 
 
-@pytest.mark.parametrize("ratio, words", [
-    (18.3, "18× faster than"), (1.2, "1.2× faster than"), (9.96, "10× faster than"),
-    (1.0, "about as fast as"), (0.97, "about as fast as"), (0.5, "2.0× slower than"),
-])
+@pytest.mark.parametrize(
+    "ratio, words",
+    [
+        (18.3, "18× faster than"),
+        (1.2, "1.2× faster than"),
+        (9.96, "10× faster than"),
+        (1.0, "about as fast as"),
+        (0.97, "about as fast as"),
+        (0.5, "2.0× slower than"),
+    ],
+)
 def test_times_faster(ratio, words):
     assert v.times_faster(ratio) == words
 
@@ -40,22 +47,30 @@ PENALTIES = {"model6": "L2", "model10": "L1"}
 
 
 def test_spectrum_cut_both():
-    assert v.spectrum_cut({"model0": 900, "model6": 400, "model10": 100}, "model0", PENALTIES) \
+    assert (
+        v.spectrum_cut({"model0": 900, "model6": 400, "model10": 100}, "model0", PENALTIES)
         == "Both penalties cut the spectrum off."
+    )
 
 
 def test_spectrum_cut_only_one():
-    assert v.spectrum_cut({"model0": 900, "model6": 890, "model10": 100}, "model0", PENALTIES) \
+    assert (
+        v.spectrum_cut({"model0": 900, "model6": 890, "model10": 100}, "model0", PENALTIES)
         == "Only the L1 penalty (`model10`) cuts the spectrum off at this level."
+    )
 
 
 def test_spectrum_cut_neither():
-    assert v.spectrum_cut({"model0": 900, "model6": 899, "model10": 950}, "model0", PENALTIES) \
+    assert (
+        v.spectrum_cut({"model0": 900, "model6": 899, "model10": 950}, "model0", PENALTIES)
         == "Neither penalty cuts the spectrum off at this level."
+    )
 
 
 def test_erank_fall_reading():
-    assert v.erank_fall_reading(800, 810, 500).startswith("Here the effective rank of $W$ did not fall")
+    assert v.erank_fall_reading(800, 810, 500).startswith(
+        "Here the effective rank of $W$ did not fall"
+    )
     assert "spread over many directions" in v.erank_fall_reading(800, 700, 500)
     assert "concentrated in fewer directions" in v.erank_fall_reading(800, 700, 100)
 
@@ -70,20 +85,26 @@ def test_faster_up_to():
 
 
 def test_break_even_agreement_none():
-    assert v.break_even_agreement(500, {1: 100, 64: None}, RANKS) == \
-        "not the time break-even for any batch size we timed"
+    assert (
+        v.break_even_agreement(500, {1: 100, 64: None}, RANKS)
+        == "not the time break-even for any batch size we timed"
+    )
 
 
 def test_break_even_agreement_every():
-    assert v.break_even_agreement(500, {1: 500, 64: 500}, RANKS) == \
-        "also the time break-even for every batch size we timed (to the resolution of the " \
+    assert (
+        v.break_even_agreement(500, {1: 500, 64: 500}, RANKS)
+        == "also the time break-even for every batch size we timed (to the resolution of the "
         "ranks we timed)"
+    )
 
 
 def test_break_even_agreement_some():
-    assert v.break_even_agreement(500, {1: 100, 64: 500, 4096: 500}, RANKS) == \
-        "the time break-even only for batch sizes 64 and 4096 (to the resolution of the ranks " \
+    assert (
+        v.break_even_agreement(500, {1: 100, 64: 500, 4096: 500}, RANKS)
+        == "the time break-even only for batch sizes 64 and 4096 (to the resolution of the ranks "
         "we timed)"
+    )
 
 
 def test_break_even_agreement_grid_cannot_tell():
@@ -99,7 +120,10 @@ def test_break_even_agreement_faster_beyond_the_parameter_break_even():
 def test_randomized_gap():
     assert v.randomized_gap(0.05).startswith("as good as")
     assert v.randomized_gap(-0.2).startswith("as good as")
-    assert v.randomized_gap(0.31) == "up to 0.31 points worse than the exact truncated SVD for the network"
+    assert (
+        v.randomized_gap(0.31)
+        == "up to 0.31 points worse than the exact truncated SVD for the network"
+    )
 
 
 def test_generalisation():
@@ -109,11 +133,15 @@ def test_generalisation():
 
 def test_dropout_ordering():
     fall = {0.0: [30.0, 31.0], 0.25: [20.0, 21.0], 0.5: [10.0, 11.0]}
-    assert v.dropout_ordering(fall, True).endswith("beyond one standard deviation over seeds, and in every single epoch.")
+    assert v.dropout_ordering(fall, True).endswith(
+        "beyond one standard deviation over seeds, and in every single epoch."
+    )
     assert v.dropout_ordering(fall, False).endswith("not in every single epoch.")
     close = {0.0: [30.0, 20.0], 0.25: [24.0, 21.0], 0.5: [10.0, 11.0]}
     assert v.dropout_ordering(close, True).startswith("On average the lower the dropout")
-    assert v.dropout_ordering({0.0: [10.0], 0.25: [20.0], 0.5: [5.0]}, True).startswith("The fall is not")
+    assert v.dropout_ordering({0.0: [10.0], 0.25: [20.0], 0.5: [5.0]}, True).startswith(
+        "The fall is not"
+    )
 
 
 def test_adaptive_outcome_capped():
@@ -151,8 +179,11 @@ def test_l1_effect():
 
 def test_erank_rises():
     assert v.erank_rises({"a": [], "b": []}).startswith("falls in every epoch")
-    assert v.erank_rises({"a": [3], "b": [], "c": [2, 5]}) == \
-        "does not fall in every epoch: for a it rises in epoch 3; for c it rises in epochs 2 and 5"
+    assert (
+        v.erank_rises({"a": [3], "b": [], "c": [2, 5]})
+        == "does not fall in every epoch: for a it rises in epoch 3; "
+        "for c it rises in epochs 2 and 5"
+    )
 
 
 def test_overparameterised():
@@ -162,12 +193,16 @@ def test_overparameterised():
 
 def test_more_accurate_after_truncation():
     assert v.more_accurate_after_truncation({"a": [], "b": []}, {}).startswith("no model")
-    assert v.more_accurate_after_truncation({"a": [20], "b": []}, {"a": 3.0}) == \
-        "a is more accurate at rank 20 of the sweep, by at most 3 of the test images"
+    assert (
+        v.more_accurate_after_truncation({"a": [20], "b": []}, {"a": 3.0})
+        == "a is more accurate at rank 20 of the sweep, by at most 3 of the test images"
+    )
 
 
 def test_randomized_beats_exact():
-    assert v.randomized_beats_exact([]).startswith("The approximation without power iterations is never")
+    assert v.randomized_beats_exact([]).startswith(
+        "The approximation without power iterations is never"
+    )
     out = v.randomized_beats_exact([("model6", 5), ("model10", 20)])
     assert "at rank 5 of model6 and rank 20 of model10" in out
 
@@ -208,9 +243,16 @@ def test_best_predictor_branches():
 def test_count_beyond_spread_branches():
     same = v.count_beyond_spread({5: [0.9, 0.91]}, {5: [0.905, 0.91]}, "fine-tuning", "truncation")
     assert same.startswith("fine-tuning and truncation cannot be told apart")
-    mixed = v.count_beyond_spread({5: [0.95, 0.96], 10: [0.9, 0.9]}, {5: [0.8, 0.81], 10: [0.97, 0.98]},
-                                  "fine-tuning", "truncation")
-    assert "fine-tuning beats truncation at r = 5" in mixed and "truncation beats fine-tuning at r = 10" in mixed
+    mixed = v.count_beyond_spread(
+        {5: [0.95, 0.96], 10: [0.9, 0.9]},
+        {5: [0.8, 0.81], 10: [0.97, 0.98]},
+        "fine-tuning",
+        "truncation",
+    )
+    assert (
+        "fine-tuning beats truncation at r = 5" in mixed
+        and "truncation beats fine-tuning at r = 10" in mixed
+    )
 
 
 def test_gap_positions_branches():

@@ -1,9 +1,11 @@
-"""The publish workflow, checked offline: zizmor, GitHub's workflow schema, and the rules we rely on.
+"""The publish workflow, checked offline: zizmor, GitHub's workflow schema, and the rules we
+rely on.
 
     .venv/bin/pytest tests/test_workflow.py
 
 zizmor and check-jsonschema are dev dependencies; `make setup` installs them.
 """
+
 import json
 import re
 import shutil
@@ -25,7 +27,8 @@ DISPATCH_BRANCH = ("workflow_dispatch", "refs/heads/some-branch")
 
 
 def tool(name):
-    """Path of a dev tool installed next to this Python, else on PATH; fail (not skip) if missing."""
+    """Path of a dev tool installed next to this Python, else on PATH; fail (not skip) if
+    missing."""
     here = Path(sys.executable).parent / name
     found = str(here) if here.exists() else shutil.which(name)
     if found is None:
@@ -64,7 +67,9 @@ def runs(condition, event, ref):
     if condition is None:
         return True
     expr = condition.strip().removeprefix("${{").removesuffix("}}")
-    assert re.fullmatch(r"[\s()!=&|]*(?:(?:github\.(?:ref|event_name)|'[^']*')[\s()!=&|]*)*", expr), expr
+    assert re.fullmatch(
+        r"[\s()!=&|]*(?:(?:github\.(?:ref|event_name)|'[^']*')[\s()!=&|]*)*", expr
+    ), expr
     expr = expr.replace("&&", " and ").replace("||", " or ")
     expr = re.sub(r"!(?!=)", " not ", expr)
     return eval(expr, {"__builtins__": {}}, {"github": SimpleNamespace(event_name=event, ref=ref)})
@@ -84,10 +89,14 @@ def test_workflow_matches_github_schema():
 
 
 def test_every_action_is_pinned_to_a_commit_sha_with_its_version():
-    lines = [line for line in WORKFLOW.read_text().splitlines() if re.match(r"\s*(-\s+)?uses:", line)]
+    lines = [
+        line for line in WORKFLOW.read_text().splitlines() if re.match(r"\s*(-\s+)?uses:", line)
+    ]
     assert lines
     for line in lines:
-        assert re.fullmatch(r"\s*(-\s+)?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*\s*", line), line
+        assert re.fullmatch(
+            r"\s*(-\s+)?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*\s*", line
+        ), line
 
 
 def test_triggers(wf):

@@ -8,8 +8,8 @@ Halko, Martinsson & Tropp (2011).
 """
 
 from lowrank.data import Mnist, load_mnist
+from lowrank.experiments import EXPERIMENTS, describe, is_cached, load_or_train, quick_mode
 from lowrank.model import FactorisedEvaluator, LowRankLinear, MnistFCNet, evaluate, factorised
-from lowrank.rank import effective_rank, numerical_rank, stable_rank
 from lowrank.randomized import (
     adaptive_range_finder,
     compression_ratio,
@@ -23,16 +23,36 @@ from lowrank.randomized import (
     srft_range_finder,
     truncated_svd,
 )
+from lowrank.rank import effective_rank, numerical_rank, stable_rank
 from lowrank.train import TrainConfig, train
-from lowrank.experiments import EXPERIMENTS, describe, is_cached, load_or_train, quick_mode
 
 __all__ = [
-    "Mnist", "load_mnist",
-    "MnistFCNet", "LowRankLinear", "factorised", "evaluate", "FactorisedEvaluator",
-    "effective_rank", "stable_rank", "numerical_rank",
-    "truncated_svd", "compression_ratio", "range_finder", "adaptive_range_finder",
-    "srft_range_finder", "randomized_svd", "randomized_low_rank",
-    "spectral_error", "frobenius_error", "hmt_expected_error", "least_tolerance",
-    "TrainConfig", "train",
-    "EXPERIMENTS", "describe", "is_cached", "load_or_train", "quick_mode",
+    "Mnist",
+    "load_mnist",
+    "MnistFCNet",
+    "LowRankLinear",
+    "factorised",
+    "evaluate",
+    "FactorisedEvaluator",
+    "effective_rank",
+    "stable_rank",
+    "numerical_rank",
+    "truncated_svd",
+    "compression_ratio",
+    "range_finder",
+    "adaptive_range_finder",
+    "srft_range_finder",
+    "randomized_svd",
+    "randomized_low_rank",
+    "spectral_error",
+    "frobenius_error",
+    "hmt_expected_error",
+    "least_tolerance",
+    "TrainConfig",
+    "train",
+    "EXPERIMENTS",
+    "describe",
+    "is_cached",
+    "load_or_train",
+    "quick_mode",
 ]

@@ -3,7 +3,7 @@ trained model, and what each experiment's seeds agree on.
 
     from lowrank.ablations import needed_rank, run_record
     from lowrank.stats import seed_summary
-    r = needed_rank(model, data.val_x, data.val_y)      # smallest r within 0.5 points, on validation
+    r = needed_rank(model, data.val_x, data.val_y)  # smallest r within 0.5 points, on validation
     records = [run_record(model, history, data) for model, history in load_seeds("model0")]
     seed_summary([rec["needed"] for rec in records])    # (mean, std, n)
 
@@ -13,16 +13,18 @@ the needed rank (effective and stable rank, the largest gap in the leading spect
 the post can ask which one does.
 """
 
-import math
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import torch
 
 from lowrank.checks import check, check_int, is_real
 from lowrank.data import Mnist
 from lowrank.model import FactorisedEvaluator, MnistFCNet
-from lowrank.rank import _effective_rank, _stable_rank, singular_values  # TODO(lead): public names after the render
+from lowrank.rank import (
+    _effective_rank,
+    _stable_rank,
+    singular_values,
+)  # TODO(lead): public names after the render
 from lowrank.sweeps import dense_accuracy, truncation_accuracy
 
 TOLERANCE = 0.005  # half a percentage point of accuracy
@@ -30,8 +32,14 @@ SWEEP_RANKS = 100  # every rank up to here is scored; beyond it, bisection
 FIRST_WINDOW = 20  # ... the first 20 first: the answer is the same, found sooner
 
 
-def needed_rank(model: MnistFCNet, x: torch.Tensor, y: torch.Tensor,
-                tolerance: float = TOLERANCE, max_rank: int = SWEEP_RANKS, svd=None) -> int:
+def needed_rank(
+    model: MnistFCNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    tolerance: float = TOLERANCE,
+    max_rank: int = SWEEP_RANKS,
+    svd=None,
+) -> int:
     """Smallest r whose truncation W_r keeps the accuracy on (x, y) within `tolerance` of the
     uncompressed network's.
 
@@ -39,7 +47,12 @@ def needed_rank(model: MnistFCNet, x: torch.Tensor, y: torch.Tensor,
     between max_rank and min(m, n), where the full rank always qualifies. `svd`:
     torch.linalg.svd(model.W, full_matrices=False), if the caller has it already.
     """
-    check(is_real(tolerance) and 0 <= tolerance < 1, "tolerance", "a number in [0, 1)", repr(tolerance))
+    check(
+        is_real(tolerance) and 0 <= tolerance < 1,
+        "tolerance",
+        "a number in [0, 1)",
+        repr(tolerance),
+    )
     m, n = model.W.shape
     check_int(max_rank, "max_rank", 1, min(m, n))
     target = dense_accuracy(model, x, y) - tolerance
@@ -60,14 +73,19 @@ def needed_rank(model: MnistFCNet, x: torch.Tensor, y: torch.Tensor,
 def largest_gap(singular_values: torch.Tensor, among: int = 50) -> int:
     """The i ≤ `among` with the largest ratio σ_i / σ_{i+1}: where the leading spectrum breaks."""
     s = torch.as_tensor(singular_values, dtype=torch.float64)
-    check(s.ndim == 1 and len(s) > among, "singular_values", f"a vector of more than {among} values",
-          f"shape {tuple(s.shape)}")
-    ratios = s[:among] / s[1:among + 1]
+    check(
+        s.ndim == 1 and len(s) > among,
+        "singular_values",
+        f"a vector of more than {among} values",
+        f"shape {tuple(s.shape)}",
+    )
+    ratios = s[:among] / s[1 : among + 1]
     return int(ratios.argmax()) + 1
 
 
-def run_record(model: MnistFCNet, history: Sequence[Mapping], data: Mnist,
-               tolerance: float = TOLERANCE) -> dict:
+def run_record(
+    model: MnistFCNet, history: Sequence[Mapping], data: Mnist, tolerance: float = TOLERANCE
+) -> dict:
     """One trained model in numbers: its accuracies, its ranks, and its needed rank.
 
     `data` is the model's own data (restricted to its classes). Keys: val_acc, test_acc (the
@@ -82,14 +100,18 @@ def run_record(model: MnistFCNet, history: Sequence[Mapping], data: Mnist,
     return dict(
         val_acc=dense_accuracy(model, data.val_x, data.val_y),
         test_acc=dense_accuracy(model, data.test_x, data.test_y),
-        erank=_effective_rank(s), srank=_stable_rank(s), gap=largest_gap(s),
+        erank=_effective_rank(s),
+        srank=_stable_rank(s),
+        gap=largest_gap(s),
         needed=needed,
         needed_test_acc=FactorisedEvaluator(model, data.test_x, data.test_y)(*factors)[1],
         epochs=len(history),
     )
 
 
-def layer_params(m1: int, n1: int, r1: int | None, m2: int, n2: int, r2: int | None, rest: int) -> int:
+def layer_params(
+    m1: int, n1: int, r1: int | None, m2: int, n2: int, r2: int | None, rest: int
+) -> int:
     """Numbers stored by the net with fc1 (m1 x n1) and fc2 (m2 x n2) kept at ranks r1, r2
     (None: dense); `rest` counts everything else (biases, fc3)."""
     stored = lambda m, n, r: m * n if r is None else r * (m + n)  # noqa: E731
@@ -97,8 +119,13 @@ def layer_params(m1: int, n1: int, r1: int | None, m2: int, n2: int, r2: int | N
 
 
 @torch.no_grad()
-def whole_net_accuracy(model: MnistFCNet, x: torch.Tensor, y: torch.Tensor,
-                       ranks1: Sequence[int | None], ranks2: Sequence[int | None]) -> dict:
+def whole_net_accuracy(
+    model: MnistFCNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ranks1: Sequence[int | None],
+    ranks2: Sequence[int | None],
+) -> dict:
     """Accuracy on (x, y) with fc1's weight truncated to rank r1 and W (fc2's) to rank r2 by SVD,
     for every pair (None: kept dense), and the numbers the net then stores.
 
@@ -121,15 +148,21 @@ def whole_net_accuracy(model: MnistFCNet, x: torch.Tensor, y: torch.Tensor,
         for r2 in ranks2:
             z = torch.relu(apply("fc2", h, r2))
             accuracy = (model.fc3(z).argmax(1) == y).double().mean().item()
-            out[r1, r2] = (layer_params(*layers["fc1"].shape, r1, *layers["fc2"].shape, r2, rest), accuracy)
+            out[r1, r2] = (
+                layer_params(*layers["fc1"].shape, r1, *layers["fc2"].shape, r2, rest),
+                accuracy,
+            )
     return out
 
 
 def pareto_front(points: Mapping) -> list:
     """The keys of `points` ({key: (cost, value)}) that no other point beats: cheaper or as
     cheap, and at least as good, and strictly one of the two. Sorted by cost."""
-    front = [k for k, (c, v) in points.items()
-             if not any((c2 <= c and v2 >= v) and (c2 < c or v2 > v) for c2, v2 in points.values())]
+    front = [
+        k
+        for k, (c, v) in points.items()
+        if not any((c2 <= c and v2 >= v) and (c2 < c or v2 > v) for c2, v2 in points.values())
+    ]
     return sorted(front, key=lambda k: points[k][0])
 
 
@@ -147,5 +180,7 @@ def records_for(name: str, data: Mnist) -> list[dict]:
 
     runs = load_seeds(name)  # settles a λ sweep's choice before its seeds are listed
     own = data.classes(config_for(name).classes)
-    return [{**run_record(model, history, own), "seed": seed}
-            for seed, (model, history) in zip(planned_seeds(name), runs, strict=True)]
+    return [
+        {**run_record(model, history, own), "seed": seed}
+        for seed, (model, history) in zip(planned_seeds(name), runs, strict=True)
+    ]

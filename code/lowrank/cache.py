@@ -35,7 +35,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LOWRANK_CACHE") or REPO_ROOT / ".cache" / "lowrank")
 
 
-TRAINING_CODE = ("checks", "data", "model", "rank", "train")  # the modules whose source determines a trained model
+TRAINING_CODE = (
+    "checks",
+    "data",
+    "model",
+    "rank",
+    "train",
+)  # the modules whose source determines a trained model
 
 
 def _read_sources() -> dict[str, str]:
@@ -59,8 +65,10 @@ def code_hash() -> str:
     It hashes each module's syntax tree without its docstrings, so comments, docstrings and
     formatting do not count: rewording a docstring or reformatting retrains nothing.
     """
-    trees = {name: ast.dump(_without_docstrings(ast.parse(source)))
-             for name, source in training_sources().items()}
+    trees = {
+        name: ast.dump(_without_docstrings(ast.parse(source)))
+        for name, source in training_sources().items()
+    }
     return hashlib.sha256(json.dumps(trees, sort_keys=True).encode()).hexdigest()
 
 
@@ -68,8 +76,13 @@ def _without_docstrings(tree: ast.Module) -> ast.Module:
     for node in ast.walk(tree):
         scope = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
         body = getattr(node, "body", None)
-        if isinstance(node, scope) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        if (
+            isinstance(node, scope)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return tree
 
@@ -79,14 +92,21 @@ def machine() -> dict:
     trains on, the CPU's vector instructions (they choose the kernels) and the thread count."""
     device = default_device()
     kind = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return {"device": kind, "cpu": torch.backends.cpu.get_cpu_capability(),
-            "threads": TRAIN_THREADS}
+    return {
+        "device": kind,
+        "cpu": torch.backends.cpu.get_cpu_capability(),
+        "threads": TRAIN_THREADS,
+    }
 
 
 def cache_key(config: TrainConfig) -> str:
     """The key of a trained model: its config, the training code, torch and the machine."""
-    payload = {"config": config.to_dict(), "code": code_hash(), "torch": torch.__version__,
-               **machine()}
+    payload = {
+        "config": config.to_dict(),
+        "code": code_hash(),
+        "torch": torch.__version__,
+        **machine(),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -132,8 +152,18 @@ def seal(entry: dict) -> dict:
     return {**entry, "sha256": digest(entry)}
 
 
-HISTORY_FIELDS = ("epoch", "lr", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "erank", "srank",
-                  "seconds")
+HISTORY_FIELDS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "erank",
+    "srank",
+    "seconds",
+)
 
 
 def _problem(entry, key: str, config: TrainConfig, complete: bool) -> str | None:
@@ -145,11 +175,17 @@ def _problem(entry, key: str, config: TrainConfig, complete: bool) -> str | None
     if entry.get("key") != key:
         return "it belongs to another config or training code"
     history = entry.get("history")
-    if not isinstance(history, list) or len(history) > config.epochs or (complete and len(history) != config.epochs):
+    if (
+        not isinstance(history, list)
+        or len(history) > config.epochs
+        or (complete and len(history) != config.epochs)
+    ):
         return "wrong number of epochs in its history"
     for i, record in enumerate(history, 1):
         ok = isinstance(record, dict) and all(
-            isinstance(record.get(f), (int, float)) and math.isfinite(record[f]) for f in HISTORY_FIELDS)
+            isinstance(record.get(f), (int, float)) and math.isfinite(record[f])
+            for f in HISTORY_FIELDS
+        )
         if not ok or record["epoch"] != i:
             return f"history record {i} is malformed"
     if not complete:  # the checkpoint's layout is train's; the digest vouches for it
@@ -186,8 +222,10 @@ def load_entry(path: Path, key: str, config: TrainConfig, complete: bool = True)
     except (FileNotFoundError, NotADirectoryError):  # no entry there
         return None
     except OSError as e:
-        raise CacheError(f"cannot read cache entry {path}: {e.strerror or e}; fix its permissions "
-                         f"or move it away (it is kept as it is)") from None
+        raise CacheError(
+            f"cannot read cache entry {path}: {e.strerror or e}; fix its permissions "
+            f"or move it away (it is kept as it is)"
+        ) from None
     try:
         entry = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # anything torch.load raises on these bytes: they are not an entry
@@ -199,7 +237,9 @@ def load_entry(path: Path, key: str, config: TrainConfig, complete: bool = True)
             _VERIFIED[_identity(path, key)] = entry["history"]
         return entry
     what = "cache entry" if complete else "checkpoint"
-    warnings.warn(f"{what} {path} is corrupt or stale ({problem}); it will be rebuilt", stacklevel=3)
+    warnings.warn(
+        f"{what} {path} is corrupt or stale ({problem}); it will be rebuilt", stacklevel=3
+    )
     return None
 
 
@@ -235,8 +275,10 @@ def check_writable(folder: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise CacheError(f"cannot write to the cache folder {folder}: {e.strerror or e}; "
-                         f"make it writable or set LOWRANK_CACHE to a writable folder") from None
+        raise CacheError(
+            f"cannot write to the cache folder {folder}: {e.strerror or e}; "
+            f"make it writable or set LOWRANK_CACHE to a writable folder"
+        ) from None
 
 
 @contextmanager
@@ -246,6 +288,10 @@ def entry_lock(path: Path):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for another process that trains {path.name} ...", file=sys.stderr, flush=True)
+            print(
+                f"waiting for another process that trains {path.name} ...",
+                file=sys.stderr,
+                flush=True,
+            )
             fcntl.flock(f, fcntl.LOCK_EX)
         yield  # the lock goes with the file, also when the process dies

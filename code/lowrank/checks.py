@@ -1,6 +1,6 @@
 """The one-line ValueError every bad argument gets: its name, what it must be, what it was.
 
-    check_int(rank, "rank", 1, 10)   # ValueError: rank must be an integer in [1, 10], got 0
+check_int(rank, "rank", 1, 10)   # ValueError: rank must be an integer in [1, 10], got 0
 """
 
 import math

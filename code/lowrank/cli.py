@@ -7,8 +7,9 @@
 `train` trains each experiment with each of its seeds, one (experiment, seed) per job, the
 longest first. It shows one progress bar for the whole sweep (on a terminal) and prints each
 model's line as it finishes. A λ sweep's chosen member gets its extra seeds as soon as the
-sweep's tuning runs are done. Ctrl-C or SIGTERM stops every job at once; each keeps the checkpoint of
-its last finished epoch, and the same command resumes from there. Failures are one line.
+sweep's tuning runs are done. Ctrl-C or SIGTERM stops every job at once; each keeps the
+checkpoint of its last finished epoch, and the same command resumes from there. Failures are
+one line.
 """
 
 import argparse
@@ -22,8 +23,16 @@ import time
 import warnings
 
 from lowrank.cache import CacheError, cache_dir, check_writable
-from lowrank.experiments import (EXPERIMENTS, cache_path, config_for, describe, is_cached,
-                                 load_or_train, planned_seeds, quick_mode)
+from lowrank.experiments import (
+    EXPERIMENTS,
+    cache_path,
+    config_for,
+    describe,
+    is_cached,
+    load_or_train,
+    planned_seeds,
+    quick_mode,
+)
 
 
 class TrainFailed(RuntimeError):
@@ -32,11 +41,14 @@ class TrainFailed(RuntimeError):
 
 def format_history(history: list[dict]) -> str:
     """The per-epoch history as an aligned text table."""
-    header = (f"{'epoch':>5} {'lr':>9} {'train loss':>10} {'val loss':>8} {'val acc':>7} {'test loss':>9} "
-              f"{'test acc':>8} {'erank':>8} {'srank':>7} {'seconds':>7}")
+    header = (
+        f"{'epoch':>5} {'lr':>9} {'train loss':>10} {'val loss':>8} {'val acc':>7} "
+        f"{'test loss':>9} {'test acc':>8} {'erank':>8} {'srank':>7} {'seconds':>7}"
+    )
     rows = [
-        f"{r['epoch']:>5} {r['lr']:>9.3g} {r['train_loss']:>10.4f} {r['val_loss']:>8.4f} {100 * r['val_acc']:>6.2f}% "
-        f"{r['test_loss']:>9.4f} {100 * r['test_acc']:>7.2f}% {r['erank']:>8.2f} {r['srank']:>7.2f} {r['seconds']:>7.1f}"
+        f"{r['epoch']:>5} {r['lr']:>9.3g} {r['train_loss']:>10.4f} {r['val_loss']:>8.4f} "
+        f"{100 * r['val_acc']:>6.2f}% {r['test_loss']:>9.4f} {100 * r['test_acc']:>7.2f}% "
+        f"{r['erank']:>8.2f} {r['srank']:>7.2f} {r['seconds']:>7.1f}"
         for r in history
     ]
     return "\n".join([header, *rows])
@@ -46,7 +58,11 @@ def one_line(e: BaseException) -> str:
     """An exception as one line: our own errors already say what failed, where and what to do."""
     if isinstance(e, OSError) and e.filename and e.strerror:
         return f"{e.strerror}: {e.filename}"
-    text = str(e) if isinstance(e, (ValueError, RuntimeError)) and str(e) else f"{type(e).__name__}: {e}"
+    text = (
+        str(e)
+        if isinstance(e, (ValueError, RuntimeError)) and str(e)
+        else f"{type(e).__name__}: {e}"
+    )
     return " ".join(text.split())
 
 
@@ -69,8 +85,11 @@ def _train_one(job: Job, force: bool) -> str:
     name, seed = job
     _, history = load_or_train(name, force=force, progress=False, seed=seed)
     last = history[-1]
-    return (f"{name} seed {seed}: val acc {100 * last['val_acc']:.2f}%, test acc {100 * last['test_acc']:.2f}%, "
-            f"effective rank {last['erank']:.2f} ({cache_path(name, seed).name})")
+    return (
+        f"{name} seed {seed}: val acc {100 * last['val_acc']:.2f}%, "
+        f"test acc {100 * last['test_acc']:.2f}%, effective rank {last['erank']:.2f} "
+        f"({cache_path(name, seed).name})"
+    )
 
 
 def _watch_parent(parent: int) -> None:
@@ -83,7 +102,9 @@ def _watch_parent(parent: int) -> None:
 
 
 def _worker(job: Job, force: bool, threads: int, parent: int, conn) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # Ctrl-C reaches the whole group; the parent decides
     signal.signal(signal.SIGTERM, _interrupt)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     _show_warnings_in_one_line()
@@ -104,7 +125,9 @@ def _train_in_pool(next_jobs, force: bool, jobs: int, done) -> None:
     # fork: a worker starts watching its parent at once (a spawned one would first spend
     # seconds importing torch, orphaned if the parent dies then); safe because this
     # process has not run torch yet, so no thread pool is copied half-way
-    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    ctx = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    )
     threads = max(1, (os.cpu_count() or 1) // jobs)
     started, running = set(), {}  # sentinel -> (job, process, connection)
     pending = [job for job in next_jobs() if job not in started]
@@ -114,7 +137,9 @@ def _train_in_pool(next_jobs, force: bool, jobs: int, done) -> None:
                 job = pending.pop(0)
                 started.add(job)
                 receive, send = ctx.Pipe(duplex=False)
-                p = ctx.Process(target=_worker, args=(job, force, threads, os.getpid(), send), daemon=True)
+                p = ctx.Process(
+                    target=_worker, args=(job, force, threads, os.getpid(), send), daemon=True
+                )
                 p.start()
                 send.close()
                 running[p.sentinel] = (job, p, receive)
@@ -135,14 +160,17 @@ def _train_in_pool(next_jobs, force: bool, jobs: int, done) -> None:
 
 
 def _cost(job: Job) -> float:
-    """Relative training time: epochs x images x the cost of a step (a smaller batch costs more per image)."""
+    """Relative training time: epochs x images x the cost of a step (a smaller batch costs more
+    per image)."""
     import torch
 
     from lowrank.model import step_flops
     from lowrank.train import network
 
     c = config_for(*job)
-    images = {2: 0.21, 3: 0.31, 5: 0.51, 7: 0.71}.get(c.classes, 1.0)  # share of MNIST's digits 0 … C−1
+    images = {2: 0.21, 3: 0.31, 5: 0.51, 7: 0.71}.get(
+        c.classes, 1.0
+    )  # share of MNIST's digits 0 … C−1
     with torch.device("meta"):  # shapes only, no weights
         flops = step_flops(network(c))
     return c.epochs * images * flops * (64 / c.batch_size) ** 0.5
@@ -157,7 +185,8 @@ def _jobs(names: list[str], force: bool, finished=frozenset()) -> list[Job]:
 
 
 def train_all(names: list[str], force: bool, jobs: int) -> None:
-    """Train (or load) every seed of names; one progress bar on a terminal, one line per model as it ends."""
+    """Train (or load) every seed of names; one progress bar on a terminal, one line per model as
+    it ends."""
     from tqdm.auto import tqdm
 
     tqdm.monitor_interval = 0  # no monitor thread: the workers are forked from this process
@@ -169,7 +198,10 @@ def train_all(names: list[str], force: bool, jobs: int) -> None:
     def next_jobs():  # each job once, also with --force
         return _jobs(names, force, finished)
 
-    with tqdm(total=len(first), unit="model", desc="models", disable=not sys.stderr.isatty()) as bar:
+    with tqdm(
+        total=len(first), unit="model", desc="models", disable=not sys.stderr.isatty()
+    ) as bar:
+
         def done(job, line):
             finished.add(job)
             bar.write(line, file=sys.stdout)
@@ -191,10 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the experiments, their configs and whether they are cached")
     train_p = sub.add_parser("train", help="train (or load) experiments; all when none is named")
-    train_p.add_argument("names", nargs="*", metavar="name", help=f"one of {', '.join(EXPERIMENTS)}")
+    train_p.add_argument(
+        "names", nargs="*", metavar="name", help=f"one of {', '.join(EXPERIMENTS)}"
+    )
     train_p.add_argument("--force", action="store_true", help="retrain even if cached")
-    train_p.add_argument("--jobs", type=int, default=1, metavar="N",
-                         help="train N experiments at once (at most one per model and core)")
+    train_p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N experiments at once (at most one per model and core)",
+    )
     show_p = sub.add_parser("show", help="the per-epoch history of a trained experiment")
     show_p.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}")
     show_p.add_argument("--seed", type=int, default=0, metavar="S", help="which seed (default 0)")
@@ -213,11 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if quick_mode():
-            print("quick mode (LOWRANK_QUICK=1): tiny experiments for testing, not real results", file=sys.stderr)
+            print(
+                "quick mode (LOWRANK_QUICK=1): tiny experiments for testing, not real results",
+                file=sys.stderr,
+            )
         return _run(args, names)
     except KeyboardInterrupt as e:
-        print("interrupted: every finished epoch is kept in the cache; run the same command to resume",
-              file=sys.stderr)
+        print(
+            "interrupted: every finished epoch is kept in the cache; "
+            "run the same command to resume",
+            file=sys.stderr,
+        )
         return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     except Exception as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
@@ -234,8 +279,11 @@ def _run(args, names: list[str]) -> int:
         train_all(names, args.force, args.jobs)
     else:
         if not is_cached(args.name, args.seed):
-            print(f"{args.name} seed {args.seed} is not trained yet: run python -m lowrank train {args.name}",
-                  file=sys.stderr)
+            print(
+                f"{args.name} seed {args.seed} is not trained yet: "
+                f"run python -m lowrank train {args.name}",
+                file=sys.stderr,
+            )
             return 1
         _, history = load_or_train(args.name, seed=args.seed)
         print(f"{args.name} seed {args.seed}: {describe(args.name)}")
@@ -244,7 +292,8 @@ def _run(args, names: list[str]) -> int:
 
 
 def _list_line(name: str) -> str:
-    """name, its seeds, how many of them are cached, and its config (errors: on stderr, once each)."""
+    """name, its seeds, how many of them are cached, and its config (errors: on stderr, once
+    each)."""
     try:
         seeds = planned_seeds(name)
     except CacheError as e:  # a λ sweep member that cannot be read: its choice is unknown
@@ -257,6 +306,8 @@ def _list_line(name: str) -> str:
         except CacheError as e:
             states.append("unreadable")
             print(f"error: {one_line(e)}", file=sys.stderr)
-    counts = ", ".join(f"{states.count(s)} {s}" for s in ("cached", "not trained", "unreadable") if s in states)
+    counts = ", ".join(
+        f"{states.count(s)} {s}" for s in ("cached", "not trained", "unreadable") if s in states
+    )
     span = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
     return f"{name:12} {span:10} {counts:22} {describe(name)}"

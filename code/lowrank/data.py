@@ -1,4 +1,5 @@
-"""MNIST as three splits of tensors, normalised once, ready for a loop without per-sample transforms.
+"""MNIST as three splits of tensors, normalised once, ready for a loop without per-sample
+transforms.
 
     data = load_mnist()          # root: argument, else $MNIST_DATA_DIR, else <repo>/data
     data.train_x.shape           # (50000, 784), float32, (x - mean) / std
@@ -83,10 +84,16 @@ def bad_raw_files(root: Path) -> list[str]:
     """Names of the raw files under root/MNIST/raw that are missing or fail their md5."""
     raw = root / "MNIST" / "raw"
     try:
-        return [name for name, md5 in RAW_FILES.items() if not (raw / name).is_file() or _md5(raw / name) != md5]
+        return [
+            name
+            for name, md5 in RAW_FILES.items()
+            if not (raw / name).is_file() or _md5(raw / name) != md5
+        ]
     except OSError as e:  # a file or folder we may not read: say so, do not download over it
-        raise MnistUnavailable(f"cannot read MNIST in {raw}: {e.strerror or e} ({e.filename}); "
-                               f"fix the permissions or set MNIST_DATA_DIR to a readable copy") from None
+        raise MnistUnavailable(
+            f"cannot read MNIST in {raw}: {e.strerror or e} ({e.filename}); "
+            f"fix the permissions or set MNIST_DATA_DIR to a readable copy"
+        ) from None
 
 
 def _download(root: Path) -> None:
@@ -106,15 +113,21 @@ def ensure_raw_files(root: Path) -> None:
     if not bad:
         return  # never write into a root that already holds valid files (it may be read-only)
     raw = root / "MNIST" / "raw"
-    fix = (f"Expected the four uncompressed files {', '.join(RAW_FILES)} with their published md5; "
-           f"offline, copy them into {raw} or set MNIST_DATA_DIR to a folder holding MNIST/raw/.")
+    fix = (
+        f"Expected the four uncompressed files {', '.join(RAW_FILES)} with their published md5; "
+        f"offline, copy them into {raw} or set MNIST_DATA_DIR to a folder holding MNIST/raw/."
+    )
     corrupt = [name for name in bad if (raw / name).exists()]
     if corrupt:  # torchvision would keep them and report a download that never happened
-        raise MnistUnavailable(f"MNIST files corrupt (md5 mismatch) in {raw}: {', '.join(corrupt)}; "
-                               f"no download was tried. Delete them to download again. {fix}")
+        raise MnistUnavailable(
+            f"MNIST files corrupt (md5 mismatch) in {raw}: {', '.join(corrupt)}; "
+            f"no download was tried. Delete them to download again. {fix}"
+        )
     if root != REPO_ROOT / "data" and not root.is_dir():
-        raise MnistUnavailable(f"MNIST folder {root} does not exist (check MNIST_DATA_DIR); "
-                               f"nothing was created or downloaded. {fix}")
+        raise MnistUnavailable(
+            f"MNIST folder {root} does not exist (check MNIST_DATA_DIR); "
+            f"nothing was created or downloaded. {fix}"
+        )
     error = None
     try:
         _download(root)

@@ -11,14 +11,22 @@ share an entry.
 """
 
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from lowrank.cache import (atomic_save, cache_dir, cache_key, check_writable, entry_lock,
-                           load_entry, remember, seal, verified_history)
+from lowrank.cache import (
+    atomic_save,
+    cache_dir,
+    cache_key,
+    check_writable,
+    entry_lock,
+    load_entry,
+    remember,
+    seal,
+    verified_history,
+)
 from lowrank.data import Mnist, load_mnist
 from lowrank.model import MnistFCNet
 from lowrank.train import TrainConfig, initial_model, network, train
@@ -28,10 +36,16 @@ BASELINE = TrainConfig(lr=1e-3, gamma=0.7, batch_size=64, dropout=0.5, epochs=5)
 EXPERIMENTS: dict[str, TrainConfig] = {
     # The draft's baseline, exactly: lr 1e-3, gamma 0.7, batch 64, dropout 0.5, 5 epochs.
     "model0": BASELINE,
-    # L2 penalty, smaller batch, higher lr, 20 epochs (values: README, How model6 and model10 were tuned).
-    "model6": TrainConfig(lr=2e-3, gamma=0.7, batch_size=32, dropout=0.5, epochs=20, penalty="l2", lam=1e-4),
-    # L1 penalty, less dropout, higher gamma, 20 epochs (values: README, How model6 and model10 were tuned).
-    "model10": TrainConfig(lr=1e-3, gamma=0.9, batch_size=64, dropout=0.2, epochs=20, penalty="l1", lam=5e-5),
+    # L2 penalty, smaller batch, higher lr, 20 epochs (values: README, How model6 and model10
+    # were tuned).
+    "model6": TrainConfig(
+        lr=2e-3, gamma=0.7, batch_size=32, dropout=0.5, epochs=20, penalty="l2", lam=1e-4
+    ),
+    # L1 penalty, less dropout, higher gamma, 20 epochs (values: README, How model6 and model10
+    # were tuned).
+    "model10": TrainConfig(
+        lr=1e-3, gamma=0.9, batch_size=64, dropout=0.2, epochs=20, penalty="l1", lam=5e-5
+    ),
 }
 
 # One factor at a time: the baseline for 20 epochs (model6's and model10's length), then the
@@ -51,8 +65,9 @@ FACTOR_RANKS = (5, 10, 20, 50)
 for r in FACTOR_RANKS:
     EXPERIMENTS[f"lowrank{r}"] = replace(BASELINE, rank=r)
 for r in FACTOR_RANKS:
-    EXPERIMENTS[f"finetune{r}"] = replace(BASELINE, rank=r, epochs=1, start=BASELINE,
-                                          lr=BASELINE.lr * BASELINE.gamma**BASELINE.epochs)
+    EXPERIMENTS[f"finetune{r}"] = replace(
+        BASELINE, rank=r, epochs=1, start=BASELINE, lr=BASELINE.lr * BASELINE.gamma**BASELINE.epochs
+    )
 for p in (0.0, 0.25):
     EXPERIMENTS[f"dropout{int(100 * p)}"] = replace(BASELINE, dropout=p)
 CLASS_COUNTS = (2, 3, 5, 7, 10)  # 10: the baseline itself
@@ -64,9 +79,16 @@ DESCRIPTIONS = {
     "model6": "L2 penalty, smaller batch size, higher learning rate",
     "model10": "L1 penalty, less dropout, higher γ",
     "baseline20": "baseline for 20 epochs",
-    **{name: f"baseline for 20 epochs + {name[:2].upper()} penalty" for names in SWEEPS.values() for name in names},
+    **{
+        name: f"baseline for 20 epochs + {name[:2].upper()} penalty"
+        for names in SWEEPS.values()
+        for name in names
+    },
     **{f"lowrank{r}": f"baseline with W trained as U V of rank {r}" for r in FACTOR_RANKS},
-    **{f"finetune{r}": f"baseline truncated to rank {r}, fine-tuned 1 epoch as U V" for r in FACTOR_RANKS},
+    **{
+        f"finetune{r}": f"baseline truncated to rank {r}, fine-tuned 1 epoch as U V"
+        for r in FACTOR_RANKS
+    },
     **{f"dropout{p}": f"baseline with dropout {p / 100:g}" for p in (0, 25)},
     **{f"classes{C}": f"baseline on the digits 0-{C - 1} only" for C in CLASS_COUNTS[:-1]},
 }
@@ -84,12 +106,16 @@ def quick_mode() -> bool:
     """True when LOWRANK_QUICK is 1/true/yes/y/on: results are for testing, not for reading."""
     value = os.environ.get("LOWRANK_QUICK", "")
     if value.strip().lower() not in TRUE + FALSE:  # a typo must not start a 10-minute run
-        raise ValueError(f"LOWRANK_QUICK must be one of {'/'.join(TRUE)} or {'/'.join(FALSE[1:])} "
-                         f"or empty, got {value!r}")
+        raise ValueError(
+            f"LOWRANK_QUICK must be one of {'/'.join(TRUE)} or {'/'.join(FALSE[1:])} "
+            f"or empty, got {value!r}"
+        )
     return value.strip().lower() in TRUE
 
 
-QUICK_SCORING = 2000  # quick mode scores the post's analyses on this many validation and test images
+QUICK_SCORING = (
+    2000  # quick mode scores the post's analyses on this many validation and test images
+)
 
 
 def scoring_data(data: Mnist) -> Mnist:
@@ -98,7 +124,13 @@ def scoring_data(data: Mnist) -> Mnist:
     if not quick_mode():
         return data
     n = QUICK_SCORING
-    return replace(data, val_x=data.val_x[:n], val_y=data.val_y[:n], test_x=data.test_x[:n], test_y=data.test_y[:n])
+    return replace(
+        data,
+        val_x=data.val_x[:n],
+        val_y=data.val_y[:n],
+        test_x=data.test_x[:n],
+        test_y=data.test_y[:n],
+    )
 
 
 def check_name(name: str) -> None:
@@ -117,8 +149,9 @@ def _shrunk(config: TrainConfig) -> TrainConfig:
     if not quick_mode():
         return config
     start = config.start and _shrunk(config.start)
-    return replace(config, epochs=min(config.epochs, QUICK_EPOCHS), train_subset=QUICK_SUBSET,
-                   start=start)
+    return replace(
+        config, epochs=min(config.epochs, QUICK_EPOCHS), train_subset=QUICK_SUBSET, start=start
+    )
 
 
 def config_for(name: str, seed: int = 0) -> TrainConfig:
@@ -140,13 +173,17 @@ def describe(name: str) -> str:
     penalty = f", {c.penalty.upper()} λ={c.lam:g}" if c.penalty else ""
     digits = f", digits 0-{c.classes - 1}" if c.classes < 10 else ""
     start = f", from the truncated {_name_of(c.start)}" if c.start else ""
-    return (f"{DESCRIPTIONS[name]} (lr {c.lr:g}, γ {c.gamma:g}, batch {c.batch_size}, "
-            f"dropout {c.dropout:g}, {c.epochs} epochs{penalty}{digits}{start})")
+    return (
+        f"{DESCRIPTIONS[name]} (lr {c.lr:g}, γ {c.gamma:g}, batch {c.batch_size}, "
+        f"dropout {c.dropout:g}, {c.epochs} epochs{penalty}{digits}{start})"
+    )
 
 
 def _name_of(config: TrainConfig) -> str:
     """The experiment whose config (at seed 0) this is."""
-    return next(name for name, c in EXPERIMENTS.items() if replace(config, seed=0) in (c, config_for(name)))
+    return next(
+        name for name, c in EXPERIMENTS.items() if replace(config, seed=0) in (c, config_for(name))
+    )
 
 
 def _sweep_of(name: str) -> str | None:
@@ -213,9 +250,11 @@ def is_cached(name: str, seed: int = 0) -> bool:
     return load_entry(cache_path(name, seed), cache_key(config), config) is not None
 
 
-def load_or_train(name: str, force: bool = False, progress: bool | None = None,
-                  seed: int = 0) -> tuple[MnistFCNet, list[dict]]:
-    """The trained model `name` with `seed` and its per-epoch history, from the cache or trained now.
+def load_or_train(
+    name: str, force: bool = False, progress: bool | None = None, seed: int = 0
+) -> tuple[MnistFCNet, list[dict]]:
+    """The trained model `name` with `seed` and its per-epoch history, from the cache or
+    trained now.
 
     Training writes a checkpoint after every epoch, so an interrupted run resumes from its last
     finished epoch. `force=True` retrains from scratch. One process trains an entry at a time;
@@ -231,7 +270,10 @@ def load_or_train(name: str, force: bool = False, progress: bool | None = None,
         with entry_lock(path):
             entry = None if force else load_entry(path, key, config)  # trained while we waited?
             if entry is None:
-                start = config.start and load_or_train(_name_of(config.start), progress=progress, seed=seed)[0]
+                start = (
+                    config.start
+                    and load_or_train(_name_of(config.start), progress=progress, seed=seed)[0]
+                )
                 resume = None if force else load_entry(partial, key, config, complete=False)
                 entry = _train_entry(config, key, path, partial, resume, progress, start)
     model = network(config)
@@ -243,9 +285,22 @@ def _train_entry(config, key, path, partial, resume, progress, start) -> dict:
     def save_checkpoint(ckpt):
         atomic_save(seal({"key": key, "history": ckpt["history"], "checkpoint": ckpt}), partial)
 
-    trained, history = train(config, load_mnist(), resume=resume and resume["checkpoint"],
-                             progress=progress, on_epoch=save_checkpoint, start=start)
-    entry = seal({"key": key, "config": config.to_dict(), "history": history, "state_dict": trained.state_dict()})
+    trained, history = train(
+        config,
+        load_mnist(),
+        resume=resume and resume["checkpoint"],
+        progress=progress,
+        on_epoch=save_checkpoint,
+        start=start,
+    )
+    entry = seal(
+        {
+            "key": key,
+            "config": config.to_dict(),
+            "history": history,
+            "state_dict": trained.state_dict(),
+        }
+    )
     atomic_save(entry, path)
     remember(path, key, history)
     partial.unlink(missing_ok=True)

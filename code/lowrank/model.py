@@ -21,8 +21,9 @@ class MnistFCNet(nn.Module):
     evaluation, the factorised evaluator and the cost model all call its parts.
     """
 
-    def __init__(self, hidden: int = 1000, dropout: float = 0.5,
-                 rank: int | None = None, classes: int = 10):
+    def __init__(
+        self, hidden: int = 1000, dropout: float = 0.5, rank: int | None = None, classes: int = 10
+    ):
         super().__init__()
         check_int(hidden, "hidden", 1)
         check_int(classes, "classes", 2, 10)
@@ -99,8 +100,9 @@ def kept_fraction(p: float) -> float:
     return 1.0 if p == 0 else (kept_threshold(p) + 2**31) / 2**32
 
 
-def dropout_bits(shape: tuple[int, ...], generator: torch.Generator | None,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+def dropout_bits(
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """32 random bits per entry, as int32: 64-bit words split in two (no float is formed)."""
     n = math.prod(shape)
     device = generator.device if generator is not None else device
@@ -109,8 +111,12 @@ def dropout_bits(shape: tuple[int, ...], generator: torch.Generator | None,
     return words.view(torch.int32)[:n].view(shape)
 
 
-def dropout_mask(shape: tuple[int, ...], p: float, generator: torch.Generator | None,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+def dropout_mask(
+    shape: tuple[int, ...],
+    p: float,
+    generator: torch.Generator | None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """The inverted-dropout mask: 1/q with probability q, else 0, so that E[mask] = 1."""
     if p == 0:  # 2^32 kept values: no int32 threshold exists
         return torch.ones(shape, device=generator.device if generator is not None else device)
@@ -140,8 +146,7 @@ class LowRankLinear(nn.Module):
     per input instead of m n.
     """
 
-    def __init__(self, U: torch.Tensor, V: torch.Tensor,
-                 bias: torch.Tensor | None = None):
+    def __init__(self, U: torch.Tensor, V: torch.Tensor, bias: torch.Tensor | None = None):
         super().__init__()
         (m, r), _ = check_matrix(U, "U"), check_matrix(V, "V")  # finite, float32/64
         shapes = f"{tuple(U.shape)} and {tuple(V.shape)}"
@@ -199,8 +204,9 @@ def evaluation(model: nn.Module):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             batch_size: int = 10_000) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 10_000
+) -> tuple[float, float]:
     """Mean NLL loss and accuracy (in [0, 1]) of `model` on (x, y), in eval mode (no
     dropout)."""
     loss, correct = 0.0, 0
@@ -239,10 +245,15 @@ class FactorisedEvaluator:
         m, n = self.shape
         check_matrix(U, "U"), check_matrix(V, "V")
         ok = U.shape[0] == m and V.shape[1] == n and U.shape[1] == V.shape[0]
-        check(ok, "U, V", f"of shapes ({m}, r) and (r, {n})",
-              f"{tuple(U.shape)} and {tuple(V.shape)}")
-        check(U.dtype == V.dtype == self.h.dtype, "U, V",
-              f"{self.h.dtype} like the model", f"{U.dtype} and {V.dtype}")
+        check(
+            ok, "U, V", f"of shapes ({m}, r) and (r, {n})", f"{tuple(U.shape)} and {tuple(V.shape)}"
+        )
+        check(
+            U.dtype == V.dtype == self.h.dtype,
+            "U, V",
+            f"{self.h.dtype} like the model",
+            f"{U.dtype} and {V.dtype}",
+        )
         return self._score((self.h @ V.T) @ U.T + self.model.fc2.bias)
 
     @torch.no_grad()

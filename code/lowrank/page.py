@@ -46,14 +46,18 @@ def rendered_commit(env: Mapping[str, str] = os.environ) -> str:
     return env.get("GITHUB_SHA") or _git("rev-parse", "HEAD") or "HEAD"
 
 
-def repo_link(path: str | None = None, url: str | None = None,
-              commit: str | None = None) -> Markdown:
+def repo_link(
+    path: str | None = None, url: str | None = None, commit: str | None = None
+) -> Markdown:
     """Markdown link to the repository, or to one file in it at the rendered commit; plain
     text naming the file when the repository's address is unknown (a local render)."""
     url = repository_url() if url is None else url
     if url is None:
-        return Markdown(f"`{path}` in the repository this post was built from" if path
-                        else "the repository this post was built from")
+        return Markdown(
+            f"`{path}` in the repository this post was built from"
+            if path
+            else "the repository this post was built from"
+        )
     if path is None:
         return Markdown(f"[{url.split('://', 1)[1]}]({url})")
     return Markdown(f"[`{path}`]({url}/blob/{commit or rendered_commit()}/{path})")

@@ -128,14 +128,17 @@ def adaptive_range_finder(A, tol, block=10, generator=None, max_rank=None):
     check_int(max_rank, "max_rank", 1, min(m, n))
     check_generator(generator)
     least = least_tolerance(A)
-    check(tol >= least, "tol", f">= {least:.3g} for this {str(A.dtype)[6:]} A "
-          "(least_tolerance(A))", repr(tol))
+    check(
+        tol >= least,
+        "tol",
+        f">= {least:.3g} for this {str(A.dtype)[6:]} A (least_tolerance(A))",
+        repr(tol),
+    )
     threshold = tol / (10 * math.sqrt(2 / math.pi))
     Q = A.new_empty(m, 0)
     # y(j+1), ..., y(j+r), already orthogonal to Q
     Y = A @ _gaussian(A, n, block, generator)
-    while (Q.shape[1] < max_rank
-           and torch.linalg.vector_norm(Y, dim=0).max() > threshold):
+    while Q.shape[1] < max_rank and torch.linalg.vector_norm(Y, dim=0).max() > threshold:
         # step 5 projects y(j) away from Q a second time: in floating point one
         # projection leaves a component of size ε‖y‖ along Q, and Q would slowly lose
         # orthogonality
@@ -143,8 +146,7 @@ def adaptive_range_finder(A, tol, block=10, generator=None, max_rank=None):
         q = y / torch.linalg.vector_norm(y)
         Q = torch.cat([Q, q], dim=1)
         y_new = A @ _gaussian(A, n, 1, generator)
-        Y = torch.cat([Y[:, 1:] - q @ (q.mT @ Y[:, 1:]), y_new - Q @ (Q.mT @ y_new)],
-                      dim=1)
+        Y = torch.cat([Y[:, 1:] - q @ (q.mT @ Y[:, 1:]), y_new - Q @ (Q.mT @ y_new)], dim=1)
     return Q
 
 
@@ -234,8 +236,12 @@ def _check_factors(A, U, V):
     m, n = check_matrix(A)
     check_matrix(U, "U")
     check_matrix(V, "V")
-    check(U.shape[0] == m and V.shape[1] == n and U.shape[1] == V.shape[0], "U, V",
-           f"of shapes ({m}, r) and (r, {n})", f"{tuple(U.shape)} and {tuple(V.shape)}")
+    check(
+        U.shape[0] == m and V.shape[1] == n and U.shape[1] == V.shape[0],
+        "U, V",
+        f"of shapes ({m}, r) and (r, {n})",
+        f"{tuple(U.shape)} and {tuple(V.shape)}",
+    )
 
 
 def _spectral_norm_estimate(R, block=16, steps=30):
@@ -288,8 +294,9 @@ def hmt_expected_error(singular_values, k, p, q=0):
     check(σ.ndim == 1, "singular_values", "a 1-D tensor", f"shape {tuple(σ.shape)}")
     check(len(σ) >= 4, "singular_values", "at least 4 values (k, p >= 2)", len(σ))
     ok = bool(torch.isfinite(σ).all() & (σ >= 0).all())
-    check(ok, "singular_values", "finite and >= 0",
-           f"values in [{σ.min().item()}, {σ.max().item()}]")
+    check(
+        ok, "singular_values", "finite and >= 0", f"values in [{σ.min().item()}, {σ.max().item()}]"
+    )
     check_int(k, "k", 2, len(σ) - 2)
     check_int(p, "p", 2, len(σ) - k)
     check_int(q, "q", 0)

@@ -1,9 +1,9 @@
 """Notions of rank for a weight matrix W, all computed from its singular values in float64.
 
-    effective_rank(W)   exp of the entropy of the normalised spectrum (Roy & Vetterli 2007)
-    stable_rank(W)      ||W||_F^2 / ||W||_2^2
-    numerical_rank(W)   number of singular values above a relative tolerance
-    spectral_ranks(W)   (effective_rank, stable_rank) from one SVD, as training records them
+effective_rank(W)   exp of the entropy of the normalised spectrum (Roy & Vetterli 2007)
+stable_rank(W)      ||W||_F^2 / ||W||_2^2
+numerical_rank(W)   number of singular values above a relative tolerance
+spectral_ranks(W)   (effective_rank, stable_rank) from one SVD, as training records them
 """
 
 import torch
@@ -12,7 +12,8 @@ from lowrank.checks import check, check_matrix, is_real
 
 
 def singular_values(W: torch.Tensor) -> torch.Tensor:
-    """The singular values s_1 >= s_2 >= ... of W, in float64 on the CPU; rejects degenerate input."""
+    """The singular values s_1 >= s_2 >= ... of W, in float64 on the CPU; rejects degenerate
+    input."""
     check_matrix(W, "W")  # the same input randomized.py accepts: real float32/float64
     s = torch.linalg.svdvals(W.detach().to(device="cpu", dtype=torch.float64))
     if s[0] == 0:
@@ -36,7 +37,8 @@ def _effective_rank(s: torch.Tensor) -> float:
 
 
 def stable_rank(W: torch.Tensor) -> float:
-    """Stable rank ||W||_F^2 / ||W||_2^2 = sum_i s_i^2 / s_1^2, a continuous lower bound on the rank."""
+    """Stable rank ||W||_F^2 / ||W||_2^2 = sum_i s_i^2 / s_1^2, a continuous lower bound on the
+    rank."""
     return _stable_rank(singular_values(W))
 
 

@@ -1,12 +1,12 @@
 """Wall-clock timing of the dense layer against its rank-r factorisation.
 
-    from lowrank.speed import layer_seconds, time_break_even
-    layer_seconds(1000, 1000, rank=50, batch=64)     # median seconds of one forward pass
+from lowrank.speed import layer_seconds, time_break_even
+layer_seconds(1000, 1000, rank=50, batch=64)     # median seconds of one forward pass
 """
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -27,8 +27,11 @@ def median_seconds(f: Callable[[], object], repeats: int = 50, warmup: int = 3) 
 
 
 @torch.no_grad()
-def layer_seconds(m: int, n: int, rank: int | None, batch: int, repeats: int = 50, seed: int = 0) -> float:
-    """Median seconds of one forward pass of a dense n -> m layer (rank None) or its rank-r factorisation."""
+def layer_seconds(
+    m: int, n: int, rank: int | None, batch: int, repeats: int = 50, seed: int = 0
+) -> float:
+    """Median seconds of one forward pass of a dense n -> m layer (rank None) or its rank-r
+    factorisation."""
     torch.manual_seed(seed)
     layer = nn.Linear(n, m) if rank is None else LowRankLinear.init(m, n, rank)
     x = torch.randn(batch, n)
@@ -36,7 +39,8 @@ def layer_seconds(m: int, n: int, rank: int | None, batch: int, repeats: int = 5
 
 
 def time_break_even(ranks: list[int], dense: float, factorised: list[float]) -> int | None:
-    """The largest rank in `ranks` (ascending) up to which every factorisation beats the dense time."""
+    """The largest rank in `ranks` (ascending) up to which every factorisation beats the dense
+    time."""
     best = None
     for r, t in zip(ranks, factorised):
         if t >= dense:

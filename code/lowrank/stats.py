@@ -1,7 +1,7 @@
 """Statistics over seeds: summaries, intervals and correlations, in one place.
 
-    from lowrank.stats import mean_std, seed_summary, spearman
-    mean_std([7, 8, 9])          # '8.0 ± 1.0' (mean ± sample standard deviation)
+from lowrank.stats import mean_std, seed_summary, spearman
+mean_std([7, 8, 9])          # '8.0 ± 1.0' (mean ± sample standard deviation)
 """
 
 import math
@@ -16,8 +16,12 @@ from lowrank.checks import check
 def seed_summary(values: Sequence[float]) -> tuple[float, float, int]:
     """(mean, sample standard deviation, n) over seeds; the deviation of one seed is 0."""
     v = np.asarray(values, dtype=float)
-    check(v.ndim == 1 and len(v) > 0 and np.isfinite(v).all(), "values",
-          "a non-empty list of finite numbers", repr(values)[:80])
+    check(
+        v.ndim == 1 and len(v) > 0 and np.isfinite(v).all(),
+        "values",
+        "a non-empty list of finite numbers",
+        repr(values)[:80],
+    )
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
 
 
@@ -31,8 +35,12 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman's rank correlation (scipy.stats.spearmanr; ties get their mean rank); nan when
     either is constant."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    check(a.shape == b.shape and a.ndim == 1 and len(a) >= 3, "a, b",
-          "two lists of equal length >= 3", f"lengths {len(a)} and {len(b)}")
+    check(
+        a.shape == b.shape and a.ndim == 1 and len(a) >= 3,
+        "a, b",
+        "two lists of equal length >= 3",
+        f"lengths {len(a)} and {len(b)}",
+    )
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return math.nan
     return float(scipy.stats.spearmanr(a, b).statistic)

@@ -33,11 +33,11 @@ def explorer_grid(quick=None):
     """
     quick = quick_mode() if quick is None else quick
     if quick:
-        return {"max_rank": 30,
-                "range": {"ks": [5, 20], "ps": [2, 10], "qs": [0, 2], "draws": 4}}
-    return {"max_rank": 100,
-            "range": {"ks": [5, 10, 20, 50, 100], "ps": [2, 5, 10, 20], "qs": [0, 1, 2],
-                      "draws": 20}}
+        return {"max_rank": 30, "range": {"ks": [5, 20], "ps": [2, 10], "qs": [0, 2], "draws": 4}}
+    return {
+        "max_rank": 100,
+        "range": {"ks": [5, 10, 20, 50, 100], "ps": [2, 5, 10, 20], "qs": [0, 1, 2], "draws": 20},
+    }
 
 
 def _check(ok, name, allowed, got):
@@ -71,7 +71,7 @@ def truncation_accuracy(model, x, y, max_rank, svd=None):
     # a block of images at a time, so that its pre-activation stays in the processor's cache
     # across the ranks (all images at once: ~2.5x slower, limited by memory traffic)
     for start in range(0, len(x), IMAGE_BLOCK):
-        xb, yb = x[start:start + IMAGE_BLOCK], y[start:start + IMAGE_BLOCK]
+        xb, yb = x[start : start + IMAGE_BLOCK], y[start : start + IMAGE_BLOCK]
         h = F.relu(model.fc1(xb))  # dropout is the identity at evaluation
         coefficients = (h @ Bh[:max_rank].T) * S[:max_rank]  # s_i h b_i, one column per i
         z = model.fc2.bias.expand(len(xb), -1).clone()  # the pre-activation at rank 0
@@ -113,24 +113,43 @@ def rank_sweep(models, splits, max_rank=100):
     plus `<split>_dense` (accuracy without compression), `seeds` and the shape `m`, `n`.
     Means are over the models; with one model they are its own numbers.
     """
-    _check(isinstance(models, (list, tuple)) and len(models) > 0, "models",
-           "a non-empty list of trained models", repr(models)[:80])
-    _check(isinstance(splits, dict) and len(splits) > 0, "splits",
-           "a non-empty dict of name -> (x, y)", repr(splits)[:80])
+    _check(
+        isinstance(models, (list, tuple)) and len(models) > 0,
+        "models",
+        "a non-empty list of trained models",
+        repr(models)[:80],
+    )
+    _check(
+        isinstance(splits, dict) and len(splits) > 0,
+        "splits",
+        "a non-empty dict of name -> (x, y)",
+        repr(splits)[:80],
+    )
     m, n = models[0].W.shape
-    _check(all(tuple(model.W.shape) == (m, n) for model in models), "models",
-           f"models whose W are all {m}x{n}", [tuple(model.W.shape) for model in models])
-    _check(isinstance(max_rank, Integral) and not isinstance(max_rank, bool)
-           and 1 <= max_rank <= min(m, n), "max_rank", f"an integer in [1, {min(m, n)}]",
-           repr(max_rank))
+    _check(
+        all(tuple(model.W.shape) == (m, n) for model in models),
+        "models",
+        f"models whose W are all {m}x{n}",
+        [tuple(model.W.shape) for model in models],
+    )
+    _check(
+        isinstance(max_rank, Integral)
+        and not isinstance(max_rank, bool)
+        and 1 <= max_rank <= min(m, n),
+        "max_rank",
+        f"an integer in [1, {min(m, n)}]",
+        repr(max_rank),
+    )
     ranks = list(range(1, max_rank + 1))
     out = {"rank": ranks, "m": m, "n": n, "seeds": len(models), "splits": list(splits)}
     for name, (x, y) in splits.items():
         per_model = [truncation_accuracy(model, x, y, max_rank) for model in models]
         out[f"{name}_acc"] = [_round(v) for v in np.mean(per_model, axis=0)]
         out[f"{name}_dense"] = _round(np.mean([dense_accuracy(model, x, y) for model in models]))
-    errors = [relative_errors(torch.linalg.svdvals(model.W.detach().double()), max_rank)
-              for model in models]
+    errors = [
+        relative_errors(torch.linalg.svdvals(model.W.detach().double()), max_rank)
+        for model in models
+    ]
     out["spectral"] = [_round(v) for v in np.mean([e[0] for e in errors], axis=0)]
     out["frobenius"] = [_round(v) for v in np.mean([e[1] for e in errors], axis=0)]
     out["compression"] = [_round(compression_ratio(m, n, r)) for r in ranks]
@@ -152,8 +171,9 @@ def projection_error(A_svd, Q):
     C = ((Q.T @ U) * S).numpy()
     d = (S.square()).numpy()
     n = len(d)
-    gram = LinearOperator((n, n), dtype=np.float64,
-                          matvec=lambda v: d * v.ravel() - C.T @ (C @ v.ravel()))
+    gram = LinearOperator(
+        (n, n), dtype=np.float64, matvec=lambda v: d * v.ravel() - C.T @ (C @ v.ravel())
+    )
     λ = eigsh(gram, k=1, which="LA", tol=1e-12, v0=np.ones(n), return_eigenvectors=False)[0]
     return math.sqrt(max(λ, 0.0))
 
@@ -172,17 +192,30 @@ def range_error_draws(A, ks, ps, qs, draws, seed=0):
     _check(isinstance(draws, Integral) and draws >= 1, "draws", "an integer >= 1", repr(draws))
     for name, values in (("ks", ks), ("ps", ps), ("qs", qs)):
         _check(len(values) > 0, name, "a non-empty list", repr(values))
-    _check(max(ks) + max(ps) < min(m, n), "ks, ps", f"with k + p < {min(m, n)}",
-           f"{max(ks)} + {max(ps)}")
+    _check(
+        max(ks) + max(ps) < min(m, n),
+        "ks, ps",
+        f"with k + p < {min(m, n)}",
+        f"{max(ks)} + {max(ps)}",
+    )
     A_svd = _svd(A)
     σ = A_svd[1]
     out = {key: [] for key in ("k", "p", "q", "errors", "sigma_k1", "sigma_l1", "bound")}
     for k in ks:
         for p in ps:
             for q in qs:
-                errors = [projection_error(A_svd, range_finder(
-                    A, k + p, power_iters=q, generator=torch.Generator().manual_seed(seed + d)))
-                    for d in range(draws)]
+                errors = [
+                    projection_error(
+                        A_svd,
+                        range_finder(
+                            A,
+                            k + p,
+                            power_iters=q,
+                            generator=torch.Generator().manual_seed(seed + d),
+                        ),
+                    )
+                    for d in range(draws)
+                ]
                 out["k"].append(k)
                 out["p"].append(p)
                 out["q"].append(q)

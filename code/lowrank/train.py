@@ -11,9 +11,9 @@ the thread count changes the floats, and a trained model must depend only on its
 import hashlib
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -59,17 +59,28 @@ class TrainConfig:
             "train_subset": self.train_subset is None or self.train_subset >= 1,
             "rank": self.rank is None or 1 <= self.rank <= self.hidden,
             "classes": isinstance(self.classes, int) and 2 <= self.classes <= 10,
-            "start": self.start is None or (
-                isinstance(self.start, TrainConfig) and self.start.rank is None and self.rank is not None
-                and (self.start.seed, self.start.hidden, self.start.classes) == (self.seed, self.hidden, self.classes)),
+            "start": self.start is None
+            or (
+                isinstance(self.start, TrainConfig)
+                and self.start.rank is None
+                and self.rank is not None
+                and (self.start.seed, self.start.hidden, self.start.classes)
+                == (self.seed, self.hidden, self.classes)
+            ),
         }
         allowed = {
-            "lr": "> 0", "gamma": "in (0, 1]", "batch_size": "an integer >= 1",
-            "epochs": "an integer >= 1", "dropout": "in [0, 1)", "penalty": "None, 'l1' or 'l2'",
-            "lam": ">= 0 (and 0 when penalty is None)", "train_subset": "None or >= 1",
-            "rank": f"None or an integer in [1, {self.hidden}]", "classes": "an integer in [2, 10]",
+            "lr": "> 0",
+            "gamma": "in (0, 1]",
+            "batch_size": "an integer >= 1",
+            "epochs": "an integer >= 1",
+            "dropout": "in [0, 1)",
+            "penalty": "None, 'l1' or 'l2'",
+            "lam": ">= 0 (and 0 when penalty is None)",
+            "train_subset": "None or >= 1",
+            "rank": f"None or an integer in [1, {self.hidden}]",
+            "classes": "an integer in [2, 10]",
             "start": "None or the TrainConfig of a dense model with this seed, hidden and classes "
-                     "(and rank set: the rank to truncate it to)",
+            "(and rank set: the rank to truncate it to)",
         }
         for name, ok in checks.items():
             if not ok:
@@ -147,8 +158,7 @@ class Training:
     (coupled) weight_decay on the weights; the L1 penalty's, lam sign(w), is added to them.
     """
 
-    def __init__(self, config: TrainConfig, device: torch.device,
-                 start: MnistFCNet | None = None):
+    def __init__(self, config: TrainConfig, device: torch.device, start: MnistFCNet | None = None):
         self.config = config
         self.model = initial_model(config)
         if start is not None:  # fine-tuning: start from these weights
@@ -182,8 +192,9 @@ class Training:
         self.optimizer.step()
         return nll.detach()
 
-    def epoch(self, x: torch.Tensor, y: torch.Tensor, progress: bool = False,
-              number: int = 1) -> float:
+    def epoch(
+        self, x: torch.Tensor, y: torch.Tensor, progress: bool = False, number: int = 1
+    ) -> float:
         """One pass over (x, y) in this model's own order; the epoch's mean NLL."""
         order = torch.randperm(len(x), generator=self.shuffle).to(x.device)
         B = self.config.batch_size
@@ -202,8 +213,10 @@ class Training:
         """Everything needed to resume training bit for bit (CPU tensors)."""
         return dict(
             model={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            shuffle_rng=self.shuffle.get_state(), dropout_rng=self.dropout.get_state(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            shuffle_rng=self.shuffle.get_state(),
+            dropout_rng=self.dropout.get_state(),
         )
 
     def load_state_dict(self, state: dict) -> None:
@@ -245,8 +258,10 @@ def train(
     if (config.start is None) != (start is None):
         given = "None" if start is None else "a model"
         wanted = "None" if config.start is None else "a config"
-        raise ValueError("start must be given (the model config.start trained) exactly when "
-                         f"config.start is set, got start={given} and config.start={wanted}")
+        raise ValueError(
+            "start must be given (the model config.start trained) exactly when "
+            f"config.start is set, got start={given} and config.start={wanted}"
+        )
     data = data.classes(config.classes)
     if config.train_subset is not None:
         data = data.subset(config.train_subset)
@@ -258,8 +273,10 @@ def train(
             run.load_state_dict(resume["training"])
             history = list(resume["history"])
         x, y = data.train_x.to(device), data.train_y.to(device)
-        splits = {"val": (data.val_x.to(device), data.val_y.to(device)),
-                  "test": (data.test_x.to(device), data.test_y.to(device))}
+        splits = {
+            "val": (data.val_x.to(device), data.val_y.to(device)),
+            "test": (data.test_x.to(device), data.test_y.to(device)),
+        }
         for epoch in range(len(history) + 1, config.epochs + 1):
             began = time.perf_counter()
             record = dict(epoch=epoch, lr=run.lr, train_loss=run.epoch(x, y, progress, epoch))

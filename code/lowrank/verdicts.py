@@ -52,21 +52,30 @@ def power_iterations_needed(ratio_q0: float, threshold: float = 1.5) -> str:
     """Whether the plain range finder's error, `ratio_q0` times the optimum, calls for q > 0."""
     if ratio_q0 > threshold:
         return "For a spectrum as flat as this one, the power iterations are not optional."
-    return (f"On this spectrum even the plain range finder is within a factor {threshold:g} "
-            "of the optimum.")
+    return (
+        f"On this spectrum even the plain range finder is within a factor {threshold:g} "
+        "of the optimum."
+    )
 
 
-def spectrum_cut(counts: Mapping[str, int], baseline: str, penalties: Mapping[str, str],
-                 fraction: float = 0.9) -> str:
+def spectrum_cut(
+    counts: Mapping[str, int], baseline: str, penalties: Mapping[str, str], fraction: float = 0.9
+) -> str:
     """Which penalised models keep fewer than `fraction` of the baseline's singular values above
     the threshold. `penalties` maps a model's name to its penalty's name ("L2")."""
     cut = [name for name in penalties if counts[name] < fraction * counts[baseline]]
     if not cut:
-        return "Neither penalty cuts the spectrum off at this level." if len(penalties) == 2 \
+        return (
+            "Neither penalty cuts the spectrum off at this level."
+            if len(penalties) == 2
             else "No penalty cuts the spectrum off at this level."
+        )
     if len(cut) == len(penalties):
-        return ("Both penalties cut the spectrum off." if len(penalties) == 2
-                else "Every penalty cuts the spectrum off.")
+        return (
+            "Both penalties cut the spectrum off."
+            if len(penalties) == 2
+            else "Every penalty cuts the spectrum off."
+        )
     named = _join(f"the {penalties[name]} penalty (`{name}`)" for name in cut)
     return f"Only {named} {'cuts' if len(cut) == 1 else 'cut'} the spectrum off at this level."
 
@@ -77,13 +86,17 @@ def erank_fall_reading(initial: float, final: float, update: float) -> str:
     if final >= initial:
         return "Here the effective rank of $W$ did not fall below that of the random start."
     if update >= 0.5 * initial:
-        return ("So the fall does not mean that training finds a low-rank $W$: the update is "
-                "itself spread over many directions (its effective rank is at least half that "
-                "of $W_0$). What falls is the evenness of the spectrum, as the update's leading "
-                "directions grow against the random bulk.")
-    return ("The update is concentrated in fewer directions than the random start (its effective "
-            "rank is less than half that of $W_0$), and the fall of the effective rank of $W$ "
-            "reflects that concentration, diluted by $W_0$, which is still part of $W$.")
+        return (
+            "So the fall does not mean that training finds a low-rank $W$: the update is "
+            "itself spread over many directions (its effective rank is at least half that "
+            "of $W_0$). What falls is the evenness of the spectrum, as the update's leading "
+            "directions grow against the random bulk."
+        )
+    return (
+        "The update is concentrated in fewer directions than the random start (its effective "
+        "rank is less than half that of $W_0$), and the fall of the effective rank of $W$ "
+        "reflects that concentration, diluted by $W_0$, which is still part of $W$."
+    )
 
 
 def faster_up_to(break_even: int | None, ranks: Sequence[int]) -> str:
@@ -96,8 +109,9 @@ def faster_up_to(break_even: int | None, ranks: Sequence[int]) -> str:
     return f"at every rank we timed up to {break_even} (not at {later})"
 
 
-def break_even_agreement(parameter: int, by_batch: Mapping[int, int | None],
-                         ranks: Sequence[int]) -> str:
+def break_even_agreement(
+    parameter: int, by_batch: Mapping[int, int | None], ranks: Sequence[int]
+) -> str:
     """Whether the parameter break-even rank is also where the factorisation stops being faster.
 
     For a batch size it is when the last faster rank timed is `parameter` and the next one is
@@ -112,8 +126,10 @@ def break_even_agreement(parameter: int, by_batch: Mapping[int, int | None],
             agree.append(batch)
     sizes = lambda batches: "batch size" + ("s " if len(batches) > 1 else " ") + _join(batches)
     if unknown:
-        return (f"cannot be compared with the time break-even for {sizes(unknown)} (faster at "
-                "every rank we timed)")
+        return (
+            f"cannot be compared with the time break-even for {sizes(unknown)} (faster at "
+            "every rank we timed)"
+        )
     if not agree:
         return "not the time break-even for any batch size we timed"
     grid = " (to the resolution of the ranks we timed)"
@@ -125,16 +141,20 @@ def break_even_agreement(parameter: int, by_batch: Mapping[int, int | None],
 def randomized_gap(gap: float, within: float = 0.1) -> str:
     """The worst mean accuracy loss, in points, of the randomized approximation against the SVD."""
     if gap <= within:
-        return (f"as good as the exact truncated SVD for the network, within "
-                f"{'a tenth of a point' if within == 0.1 else f'{within:g} points'}")
+        return (
+            f"as good as the exact truncated SVD for the network, within "
+            f"{'a tenth of a point' if within == 0.1 else f'{within:g} points'}"
+        )
     return f"up to {gap:.2f} points worse than the exact truncated SVD for the network"
 
 
 def generalisation(train_loss: float, test_loss: float) -> str:
     """The final training loss (eval mode) against the test loss."""
     if train_loss < test_loss:
-        return ("below its test loss: the network fits the images it was trained on better than "
-                "unseen ones, the usual generalisation gap")
+        return (
+            "below its test loss: the network fits the images it was trained on better than "
+            "unseen ones, the usual generalisation gap"
+        )
     return "not below its test loss: no sign of overfitting"
 
 
@@ -146,13 +166,19 @@ def dropout_ordering(total_fall: Mapping[float, Sequence[float]], per_epoch_hold
     mean = {rate: sum(v) / len(v) for rate, v in total_fall.items()}
     if not all(mean[a] > mean[b] for a, b in pairs):
         return "The fall is not larger for every lower dropout probability."
-    epochs = (", and in every single epoch." if per_epoch_holds
-              else ", though not in every single epoch.")
+    epochs = (
+        ", and in every single epoch." if per_epoch_holds else ", though not in every single epoch."
+    )
     if all(separated(total_fall[a], total_fall[b]) > 0 for a, b in pairs):
-        return ("In total the lower the dropout, the larger the fall, beyond one standard "
-                "deviation over seeds" + epochs)
-    return ("On average the lower the dropout, the larger the fall" + epochs
-            + " Not every step is beyond one standard deviation over seeds.")
+        return (
+            "In total the lower the dropout, the larger the fall, beyond one standard "
+            "deviation over seeds" + epochs
+        )
+    return (
+        "On average the lower the dropout, the larger the fall"
+        + epochs
+        + " Not every step is beyond one standard deviation over seeds."
+    )
 
 
 def adaptive_outcome(capped: int, runs: int, overshoot: Sequence[float], certified: bool) -> str:
@@ -160,21 +186,32 @@ def adaptive_outcome(capped: int, runs: int, overshoot: Sequence[float], certifi
     itself, its rank against the optimal one and whether the error met the tolerance."""
     parts = []
     if capped:
-        parts.append(f"In {capped} of the {runs} runs the finder reached the break-even rank "
-                     "before it could certify the tolerance.")
+        parts.append(
+            f"In {capped} of the {runs} runs the finder reached the break-even rank "
+            "before it could certify the tolerance."
+        )
     if overshoot:
-        parts.append(f"Where it stopped on its own it found {min(overshoot):.1f} to "
-                     f"{max(overshoot):.1f} times the optimal rank, and its error was "
-                     + ("below the tolerance every time, as certified." if certified
-                        else "not always below the tolerance."))
+        parts.append(
+            f"Where it stopped on its own it found {min(overshoot):.1f} to "
+            f"{max(overshoot):.1f} times the optimal rank, and its error was "
+            + (
+                "below the tolerance every time, as certified."
+                if certified
+                else "not always below the tolerance."
+            )
+        )
     else:
         parts.append("It never stopped on its own below the break-even rank.")
     if capped or max(overshoot) > 1.5:
-        parts.append("When the rank is the quantity we choose, as it is for compression, the "
-                     "fixed-rank range finder with power iterations is the better tool here.")
+        parts.append(
+            "When the rank is the quantity we choose, as it is for compression, the "
+            "fixed-rank range finder with power iterations is the better tool here."
+        )
     else:
-        parts.append("Here the certificate costs little, and the adaptive finder is a good way "
-                     "to choose the rank from a tolerance.")
+        parts.append(
+            "Here the certificate costs little, and the adaptive finder is a good way "
+            "to choose the rank from a tolerance."
+        )
     return " ".join(parts)
 
 
@@ -190,17 +227,24 @@ def erank_against_baseline(factor: float) -> str:
 def galanti_direction(factor: float) -> str:
     """Whether the L2 model's effective rank (baseline / model = `factor`) moved the way
     Galanti et al. predict, i.e. down."""
-    return ("This is in the direction the paper predicts" if factor > 1
-            else "This is not the direction the paper predicts")
+    return (
+        "This is in the direction the paper predicts"
+        if factor > 1
+        else "This is not the direction the paper predicts"
+    )
 
 
 def l1_effect(factor: float) -> str:
     """What the L1 penalty did to the effective rank; `factor` = baseline / model."""
     if factor > 1:
-        return (f"This reduces the effective rank by a factor of {factor:.1f} with respect to "
-                "the baseline")
-    return (f"This does not reduce the effective rank: it is {1 / factor:.1f} times that of "
-            "the baseline")
+        return (
+            f"This reduces the effective rank by a factor of {factor:.1f} with respect to "
+            "the baseline"
+        )
+    return (
+        f"This does not reduce the effective rank: it is {1 / factor:.1f} times that of "
+        "the baseline"
+    )
 
 
 def erank_rises(rises: Mapping[str, Sequence[int]]) -> str:
@@ -210,7 +254,9 @@ def erank_rises(rises: Mapping[str, Sequence[int]]) -> str:
         return "falls in every epoch, for every model; no model has an epoch in which it rises"
     return "does not fall in every epoch: " + "; ".join(
         f"for {name} it rises in epoch{'s' if len(e) > 1 else ''} {_join(e)}"
-        for name, e in rises.items() if e)
+        for name, e in rises.items()
+        if e
+    )
 
 
 def overparameterised(ratio: float) -> str:
@@ -220,8 +266,9 @@ def overparameterised(ratio: float) -> str:
     return "Compression buys little here"
 
 
-def more_accurate_after_truncation(better: Mapping[str, Sequence[int]],
-                                   gain_images: Mapping[str, float]) -> str:
+def more_accurate_after_truncation(
+    better: Mapping[str, Sequence[int]], gain_images: Mapping[str, float]
+) -> str:
     """Where truncation made a model more accurate than uncompressed: ranks, and the largest
     gain in test images."""
     if not any(better.values()):
@@ -229,33 +276,44 @@ def more_accurate_after_truncation(better: Mapping[str, Sequence[int]],
     return "; ".join(
         f"{name} is more accurate at rank{'s' if len(r) > 1 else ''} {_join(r)} of the sweep, "
         f"by at most {gain_images[name]:.0f} of the test images"
-        for name, r in better.items() if r)
+        for name, r in better.items()
+        if r
+    )
 
 
 def randomized_beats_exact(reverse: Sequence[tuple[str, int]]) -> str:
     """Where the randomized approximation without power iterations was on average more
     accurate than the exact truncated SVD (by over half a point)."""
     if not reverse:
-        return ("The approximation without power iterations is never more accurate than the "
-                "exact SVD by more than half a point.")
+        return (
+            "The approximation without power iterations is never more accurate than the "
+            "exact SVD by more than half a point."
+        )
     where = _join([f"rank {r} of {name}" for name, r in reverse])
-    return (f"The reverse also happens: at {where} the approximation without power iterations "
-            "is on average more accurate than the exact truncated SVD by more than half a "
-            "point. The best approximation in norm need not be the best one for the network.")
+    return (
+        f"The reverse also happens: at {where} the approximation without power iterations "
+        "is on average more accurate than the exact truncated SVD by more than half a "
+        "point. The best approximation in norm need not be the best one for the network."
+    )
 
 
 # Verdicts from several seeds: two groups differ only when their ±1 SD intervals do not overlap
 # (lowrank.stats.separated).
+
 
 def needed_rank_effect(penalised: Sequence[float], baseline: Sequence[float], penalty: str) -> str:
     """What a penalty did to the needed rank, from the per-seed needed ranks of the penalised
     runs and of the baseline trained as long."""
     side = separated(penalised, baseline)
     if side == 0:
-        return (f"no measurable difference: the {penalty} runs and the baseline's overlap within "
-                "one standard deviation over seeds")
-    return (f"a {'lower' if side < 0 else 'higher'} needed rank than the baseline's, beyond one "
-            "standard deviation over seeds")
+        return (
+            f"no measurable difference: the {penalty} runs and the baseline's overlap within "
+            "one standard deviation over seeds"
+        )
+    return (
+        f"a {'lower' if side < 0 else 'higher'} needed rank than the baseline's, beyond one "
+        "standard deviation over seeds"
+    )
 
 
 def accuracy_cost(penalised: Sequence[float], baseline: Sequence[float]) -> str:
@@ -266,17 +324,21 @@ def accuracy_cost(penalised: Sequence[float], baseline: Sequence[float]) -> str:
     return "at a measurable cost in accuracy" if side < 0 else "with a measurable gain in accuracy"
 
 
-def class_count_reading(counts: Sequence[int], needed_means: Sequence[float],
-                        within: float = 1.0) -> str:
+def class_count_reading(
+    counts: Sequence[int], needed_means: Sequence[float], within: float = 1.0
+) -> str:
     """Whether the needed rank follows C − 1 for C classes, from its mean over seeds per C."""
     off = [abs(r - (C - 1)) for C, r in zip(counts, needed_means, strict=True)]
     if max(off) <= within:
-        return (f"Yes: the needed rank follows $C - 1$, within {within:g} of it for every class "
-                "count")
+        return (
+            f"Yes: the needed rank follows $C - 1$, within {within:g} of it for every class count"
+        )
     rises = all(b > a for a, b in zip(needed_means, needed_means[1:]))
     if rises:
-        return (f"Partly: the needed rank grows with every added class, but it is up to "
-                f"{max(off):.1f} away from $C - 1$")
+        return (
+            f"Partly: the needed rank grows with every added class, but it is up to "
+            f"{max(off):.1f} away from $C - 1$"
+        )
     return "No: the needed rank does not grow with every added class"
 
 
@@ -292,14 +354,17 @@ def best_predictor(correlations: Mapping[str, float], tie: float = 0.005) -> str
     tail = f" (the others: {_join(others)})" if others else ""
     values = _join(f"{defined[k]:+.2f}" for k in best)
     if top < 0.5:
-        return (f"none of the measures sorts the runs like their needed rank: the closest "
-                f"{'is' if len(best) == 1 else 'are'} {_join(best)}, with ρ = {values}{tail}")
+        return (
+            f"none of the measures sorts the runs like their needed rank: the closest "
+            f"{'is' if len(best) == 1 else 'are'} {_join(best)}, with ρ = {values}{tail}"
+        )
     verb = "sorts" if len(best) == 1 else "sort"
     return f"{_join(best)} {verb} the runs most like their needed rank, with ρ = {values}{tail}"
 
 
-def count_beyond_spread(a: Mapping[int, Sequence[float]], b: Mapping[int, Sequence[float]],
-                        what: str, than: str) -> str:
+def count_beyond_spread(
+    a: Mapping[int, Sequence[float]], b: Mapping[int, Sequence[float]], what: str, than: str
+) -> str:
     """At how many keys (ranks) a's per-seed values lie above b's beyond the seed spread."""
     keys = list(a)
     above = [k for k in keys if separated(a[k], b[k]) > 0]
@@ -320,32 +385,41 @@ def gap_positions(gaps: Sequence[int]) -> str:
     counts = {g: list(gaps).count(g) for g in sorted(set(gaps))}
     if len(counts) == 1:
         return f"at i = {gaps[0]} for every seed" if len(gaps) > 1 else f"at i = {gaps[0]}"
-    parts = [f"i = {g} for {c} seed{'s' if c > 1 else ''}" for g, c in
-             sorted(counts.items(), key=lambda gc: -gc[1])]
+    parts = [
+        f"i = {g} for {c} seed{'s' if c > 1 else ''}"
+        for g, c in sorted(counts.items(), key=lambda gc: -gc[1])
+    ]
     return "at " + _join(parts)
 
 
-def whole_net_choice(best: tuple | None, stored: int, dense: int, accuracy: str, dense_accuracy: str,
-                     W_share: float) -> str:
+def whole_net_choice(
+    best: tuple | None, stored: int, dense: int, accuracy: str, dense_accuracy: str, W_share: float
+) -> str:
     """The smallest whole network (first layer at rank best[0], W at best[1]; None: full)
     within half a point on validation, or that there is none on the grid."""
     if best is None:
-        return ("No pair of the grid keeps the validation accuracy within half a point of the "
-                "uncompressed network's (@fig-layers).")
+        return (
+            "No pair of the grid keeps the validation accuracy within half a point of the "
+            "uncompressed network's (@fig-layers)."
+        )
     rank = lambda r: "full rank" if r is None else f"rank {r}"  # noqa: E731
-    return (f"The smallest network within half a point on validation keeps the first layer at "
-            f"{rank(best[0])} and $W$ at {rank(best[1])}: {stored:,} numbers, "
-            f"{100 * stored / dense:.1f}% of the uncompressed {dense:,}, at a test accuracy of "
-            f"{accuracy}% against {dense_accuracy}%. Truncating $W$ alone can "
-            f"remove at most {100 * W_share:.0f}% of the numbers; the first layer holds most of "
-            "the rest.")
+    return (
+        f"The smallest network within half a point on validation keeps the first layer at "
+        f"{rank(best[0])} and $W$ at {rank(best[1])}: {stored:,} numbers, "
+        f"{100 * stored / dense:.1f}% of the uncompressed {dense:,}, at a test accuracy of "
+        f"{accuracy}% against {dense_accuracy}%. Truncating $W$ alone can "
+        f"remove at most {100 * W_share:.0f}% of the numbers; the first layer holds most of "
+        "the rest."
+    )
 
 
 def bulk_reading(ratio: float) -> str:
     """What the median ratio of W's to W₀'s singular values beyond the leading ones says."""
     if ratio > 1.25:
-        return ("a broad bulk like the random start's, grown by training: the update has a "
-                "broad bulk of its own")
+        return (
+            "a broad bulk like the random start's, grown by training: the update has a "
+            "broad bulk of its own"
+        )
     if ratio >= 0.8:
         return "the random start's bulk, carried along nearly unchanged"
     return "a bulk smaller than the random start's: training shrank it"
