@@ -227,6 +227,7 @@ def test_randomized_low_rank_recovers_rank_k_matrix_exactly():
 def test_compression_ratio():
     assert compression_ratio(1000, 1000, 50) == 10.0
     assert compression_ratio(784, 1000, 1) == 784 * 1000 / 1784
+    assert compression_ratio(1000, 1000, 12.5) == 40.0  # a mean rank over seeds
 
 
 # -- errors and the bound ------------------------------------------------------------------------

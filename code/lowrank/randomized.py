@@ -82,10 +82,11 @@ def truncated_svd(W, rank):
 
 def compression_ratio(m, n, r):
     """Storage of an m×n matrix over that of its rank-r factors U (m×r), V (r×n):
-    mn / (r(m + n))."""
+    mn / (r(m + n)). r may be a mean over seeds (any real in [1, min(m, n)])."""
     check_int(m, "m", 1)
     check_int(n, "n", 1)
-    check_int(r, "r", 1, min(m, n))
+    ok = is_real(r) and 1 <= r <= min(m, n)
+    check(ok, "r", f"a number in [1, {min(m, n)}]", repr(r))
     return m * n / (r * (m + n))
 
 

@@ -50,8 +50,8 @@ def _round(x):
     return float(f"{float(x):.{DIGITS}g}")
 
 
-def _svd(W):
-    """The SVD W = A diag(S) Bᵀ in float64, returned as (A, S, Bᵀ)."""
+def _full_svd(W):
+    """The full SVD W = U diag(S) Vᵀ in float64, returned as (U, S, Vᵀ)."""
     return torch.linalg.svd(W.detach().double(), full_matrices=False)
 
 
@@ -198,7 +198,7 @@ def range_error_draws(A, ks, ps, qs, draws, seed=0):
         f"with k + p < {min(m, n)}",
         f"{max(ks)} + {max(ps)}",
     )
-    A_svd = _svd(A)
+    A_svd = _full_svd(A)
     σ = A_svd[1]
     out = {key: [] for key in ("k", "p", "q", "errors", "sigma_k1", "sigma_l1", "bound")}
     for k in ks:
