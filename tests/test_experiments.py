@@ -354,8 +354,16 @@ def test_seeds_are_part_of_the_cache_key_and_the_file_name(quick_cache, counted_
     b, _ = load_or_train("model0", seed=1)
     assert counted_training == [1, 1] and not torch.equal(a.W, b.W)
     assert is_cached("model0", 0) and is_cached("model0", 1) and not is_cached("model0", 2)
-    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got -1$"):
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 2\*\*32\) .*, got -1$"):
         config_for("model0", seed=-1)
+
+
+@pytest.mark.parametrize("seed", [2**32, 2**64])
+def test_a_seed_beyond_32_bits_is_refused_before_anything_is_written(quick_cache, seed):
+    # 2**32 would silently train seed 0 again; 2**64 overflowed in torch after the lock was made
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 2\*\*32\)"):
+        load_or_train("model0", seed=seed)
+    assert not quick_cache.exists() or not any(quick_cache.iterdir())
 
 
 def test_every_family_has_its_seeds(monkeypatch):

@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"name must be one of {', '.join(EXPERIMENTS)}, got {unknown[0]!r}")
     if args.command == "train" and args.jobs < 1:
         parser.error(f"--jobs must be an integer >= 1, got {args.jobs}")
-    if args.command == "show" and args.seed < 0:
-        parser.error(f"--seed must be an integer >= 0, got {args.seed}")
+    if args.command == "show" and not 0 <= args.seed < 2**32:
+        parser.error(f"--seed must be an integer in [0, 2**32), got {args.seed}")
     _show_warnings_in_one_line()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -10,6 +10,10 @@ from torch import nn
 
 from lowrank.checks import all_finite, check, check_int, check_matrix, is_real
 
+# The largest dropout probability: a unit is kept on 32 random bits (kept_threshold), so p
+# above 1 - 2**-32 would keep none of them and scale by 1/0.
+MAX_DROPOUT = 1 - 2**-32
+
 
 class MnistFCNet(nn.Module):
     """784-1000-1000-10 feed-forward net: ReLU, dropout after each hidden layer,
@@ -71,7 +75,8 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        check(is_real(p) and 0 <= p < 1, "dropout", "a number in [0, 1)", repr(p))
+        ok = is_real(p) and 0 <= p <= MAX_DROPOUT
+        check(ok, "dropout", "a number in [0, 1 - 2**-32]", repr(p))
         self.p = p
         self.generator: torch.Generator | None = None
 
@@ -90,8 +95,8 @@ def kept_threshold(p: float) -> int:
     round(2^32 (1 - p)) keep the unit, so q = P(kept) is within 2^-33 of 1 - p and equal
     to it when 2^32 p is an integer (p = 0.25, 0.5).
     """
-    if not (is_real(p) and 0 < p < 1):
-        raise ValueError(f"p must be in (0, 1) (p = 0 draws no mask), got {p!r}")
+    if not (is_real(p) and 0 < p <= MAX_DROPOUT):
+        raise ValueError(f"p must be in (0, 1 - 2**-32] (p = 0 draws no mask), got {p!r}")
     return round((1 - p) * 2**32) - 2**31
 
 
