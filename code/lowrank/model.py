@@ -208,12 +208,35 @@ def evaluation(model: nn.Module):
         model.train(was_training)
 
 
+def check_images_and_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise a one-line ValueError unless x is a finite (N, inputs) float matrix and y its N
+    integer labels in 0 … C−1, for the model's inputs and C outputs (when it has fc1, fc3).
+
+    Cheap next to a forward pass (a min and max of each): evaluation runs after every epoch.
+    """
+    # non-empty and finite: NaN images would score a plausible accuracy, none would divide by 0
+    _, width = check_matrix(x, "x")
+    fc1, fc3 = getattr(model, "fc1", None), getattr(model, "fc3", None)
+    if isinstance(fc1, nn.Linear):
+        check(width == fc1.in_features, "x", f"of width {fc1.in_features}", f"width {width}")
+    tensor = isinstance(y, torch.Tensor)
+    got = f"{y.dtype} of shape {tuple(y.shape)}" if tensor else type(y).__name__
+    ok = tensor and y.shape == (len(x),) and not y.is_floating_point() and y.dtype != torch.bool
+    check(ok, "y", f"{len(x)} integer labels", got)
+    if isinstance(fc3, nn.Linear):
+        C = fc3.out_features
+        lo, hi = (int(v) for v in torch.aminmax(y))
+        check(0 <= lo and hi < C, "y", f"labels in 0 … {C - 1}", f"labels in {lo} … {hi}")
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 10_000
 ) -> tuple[float, float]:
     """Mean NLL loss and accuracy (in [0, 1]) of `model` on (x, y), in eval mode (no
     dropout)."""
+    check_int(batch_size, "batch_size", 1)
+    check_images_and_labels(model, x, y)
     loss, correct = 0.0, 0
     with evaluation(model):
         for i in range(0, len(x), batch_size):
@@ -234,12 +257,7 @@ class FactorisedEvaluator:
 
     @torch.no_grad()
     def __init__(self, model: MnistFCNet, x: torch.Tensor, y: torch.Tensor):
-        # non-empty and finite: NaN images would score a plausible accuracy
-        check_matrix(x, "x")
-        tensor = isinstance(y, torch.Tensor)
-        got = f"{y.dtype} of shape {tuple(y.shape)}" if tensor else type(y).__name__
-        ok = tensor and y.shape == (len(x),) and not y.is_floating_point()
-        check(ok, "y", f"{len(x)} integer labels", got)
+        check_images_and_labels(model, x, y)
         self.model, self.y = model, y
         self.shape = tuple(model.W.shape)
         with evaluation(model):
