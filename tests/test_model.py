@@ -148,7 +148,7 @@ def test_evaluator_rejects_nan_images_empty_sets_and_mismatched_factors():
         ev(torch.full((1000, 2), float("nan")), V)
     with pytest.raises(ValueError, match=r"^U, V must be of shapes \(1000, r\) and \(r, 1000\)"):
         ev(U, V[:, :10])
-    with pytest.raises(ValueError, match="^U, V must be torch.float32 like the model"):
+    with pytest.raises(ValueError, match="^U, V must be torch.float32 on cpu like the model"):
         ev(U.double(), V.double())
 
 
@@ -197,3 +197,15 @@ def test_evaluator_refuses_factors_that_are_not_tensors():
         ev([[0.0] * 2] * 1000, torch.zeros(2, 1000))
     with pytest.raises(ValueError, match="^V must be a torch.Tensor, got list$"):
         ev(torch.zeros(1000, 2), [[0.0] * 1000] * 2)
+
+
+def test_factorised_checks_the_model_and_that_U_V_fit_its_W():
+    net = make_net()
+    with pytest.raises(ValueError, match="^model must be a MnistFCNet, got list$"):
+        factorised([net], torch.zeros(1000, 2), torch.zeros(2, 1000))
+    with pytest.raises(ValueError, match=r"^U, V must be of shapes \(1000, r\) and \(r, 1000\)"):
+        factorised(net, torch.zeros(1000, 2), torch.zeros(2, 500))  # was accepted
+    with pytest.raises(ValueError, match="^U, V must be torch.float32 on cpu like the model"):
+        factorised(net, torch.zeros(1000, 2).double(), torch.zeros(2, 1000).double())
+    with pytest.raises(ValueError, match="^U must be a torch.Tensor, got list$"):
+        factorised(net, [[0.0] * 2] * 1000, torch.zeros(2, 1000))

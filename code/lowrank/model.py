@@ -192,9 +192,31 @@ class LowRankLinear(nn.Module):
 def factorised(model: MnistFCNet, U: torch.Tensor, V: torch.Tensor) -> MnistFCNet:
     """A copy of the trained `model` with W replaced by U V; `model` itself is left
     untouched."""
+    check(isinstance(model, MnistFCNet), "model", "a MnistFCNet", type(model).__name__)
+    check_factors(U, V, model)
     compressed = copy.deepcopy(model)
     compressed.fc2 = LowRankLinear(U, V, model.fc2.bias)
     return compressed.eval()
+
+
+def check_factors(U: torch.Tensor, V: torch.Tensor, model: MnistFCNet) -> None:
+    """Raise a one-line ValueError unless U (m x r) and V (r x n) are finite and can stand in
+    for the model's m x n weight W: its shape, dtype and device."""
+    check_matrix(U, "U"), check_matrix(V, "V")
+    fc2 = model.fc2  # not model.W: a factorised fc2 would multiply out U V for it
+    like = fc2.U if isinstance(fc2, LowRankLinear) else fc2.weight
+    m, n = like.shape[0], (fc2.V if isinstance(fc2, LowRankLinear) else fc2.weight).shape[1]
+    ok = U.shape[0] == m and V.shape[1] == n and U.shape[1] == V.shape[0]
+    got = f"{tuple(U.shape)} and {tuple(V.shape)}"
+    check(ok, "U, V", f"of shapes ({m}, r) and (r, {n})", got)
+    wanted = f"{like.dtype} on {like.device} like the model"
+    got = f"{U.dtype} on {U.device} and {V.dtype} on {V.device}"
+    check(
+        {(U.dtype, U.device), (V.dtype, V.device)} == {(like.dtype, like.device)},
+        "U, V",
+        wanted,
+        got,
+    )
 
 
 @contextmanager
@@ -265,18 +287,7 @@ class FactorisedEvaluator:
 
     @torch.no_grad()
     def __call__(self, U: torch.Tensor, V: torch.Tensor) -> tuple[float, float]:
-        m, n = self.shape
-        check_matrix(U, "U"), check_matrix(V, "V")
-        ok = U.shape[0] == m and V.shape[1] == n and U.shape[1] == V.shape[0]
-        check(
-            ok, "U, V", f"of shapes ({m}, r) and (r, {n})", f"{tuple(U.shape)} and {tuple(V.shape)}"
-        )
-        check(
-            U.dtype == V.dtype == self.h.dtype,
-            "U, V",
-            f"{self.h.dtype} like the model",
-            f"{U.dtype} and {V.dtype}",
-        )
+        check_factors(U, V, self.model)
         return self._score((self.h @ V.T) @ U.T + self.model.fc2.bias)
 
     @torch.no_grad()
