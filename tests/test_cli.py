@@ -256,3 +256,32 @@ def test_second_train_of_the_same_model_waits_then_loads(quick_cache, monkeypatc
     assert second.returncode == 0 and "waiting for another process that trains model0-s0" in err
     assert out.startswith("model0 seed 0: val acc")
     assert path.stat().st_mtime_ns == written  # it loaded the first one's entry, did not retrain
+
+
+SLOW_START = """
+import sys
+
+
+class CtrlCDuringImport:  # Ctrl-C arriving while torch imports, at the same place every time
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, CtrlCDuringImport())
+"""
+
+
+def test_ctrl_c_while_starting_is_one_line(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(SLOW_START)
+    path = [str(tmp_path), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    done = subprocess.run(
+        [sys.executable, "-m", "lowrank", "list"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 128 + signal.SIGINT
+    assert done.stderr == "interrupted while starting: nothing was done\n"
