@@ -285,3 +285,26 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path):
     )
     assert done.returncode == 128 + signal.SIGINT
     assert done.stderr == "interrupted while starting: nothing was done\n"
+
+
+def test_show_of_a_seed_train_does_not_train_advises_a_command_that_trains_it(
+    quick_cache, monkeypatch, capsys
+):
+    monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
+    assert main(["show", "model0", "--seed", "7"]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    code = "from lowrank import load_or_train; load_or_train('model0', seed=7)"
+    assert err == (
+        "model0 seed 7 is not trained yet: train trains its seed 0 only; "
+        f'for seed 7 run python -c "{code}"'
+    )
+    exec(code)  # as printed (in this process, to keep the tiny subset)
+    assert main(["show", "model0", "--seed", "7"]) == 0
+
+
+@pytest.mark.parametrize("argv", [["--force", "no"], ["--force=no"], ["--jobs"]])
+def test_train_flags_take_no_values_they_would_ignore(quick_cache, monkeypatch, argv, capsys):
+    monkeypatch.setattr(experiments, "train", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "model0", *argv])
+    assert exit_.value.code == 2 and "error:" in capsys.readouterr().err

@@ -279,16 +279,26 @@ def _run(args, names: list[str]) -> int:
         train_all(names, args.force, args.jobs)
     else:
         if not is_cached(args.name, args.seed):
-            print(
-                f"{args.name} seed {args.seed} is not trained yet: "
-                f"run python -m lowrank train {args.name}",
-                file=sys.stderr,
-            )
+            not_yet = f"{args.name} seed {args.seed} is not trained yet"
+            print(f"{not_yet}: {_how_to_train(args)}", file=sys.stderr)
             return 1
         _, history = load_or_train(args.name, seed=args.seed)
         print(f"{args.name} seed {args.seed}: {describe(args.name)}")
         print(format_history(history))
     return 0
+
+
+def _how_to_train(args) -> str:
+    """The command that trains (args.name, args.seed), as it can be pasted into a shell."""
+    seeds = planned_seeds(args.name)
+    if args.seed in seeds:
+        return f"run python -m lowrank train {args.name}"
+    code = f"from lowrank import load_or_train; load_or_train('{args.name}', seed={args.seed})"
+    return f'train trains its {_span(seeds)} only; for seed {args.seed} run python -c "{code}"'
+
+
+def _span(seeds: list[int]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
 
 
 def _list_line(name: str) -> str:
