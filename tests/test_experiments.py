@@ -1,6 +1,7 @@
 import os
 import threading
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -446,3 +447,31 @@ def test_a_verified_entry_is_not_read_again_until_the_file_changes(
     with pytest.warns(UserWarning, match="corrupt or stale"):
         assert experiments._history("l2-1.0e-04", 0, train=False) is None
     assert reads == [path]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 8832 vs 8726"),
+        OSError(28, "No space left on device"),
+    ],
+)
+def test_a_full_disk_is_one_line_naming_the_entry_and_the_room_it_needs(
+    quick_cache, counted_training, monkeypatch, error
+):
+    def full_disk(obj, f):
+        f.write(b"half an entry")
+        raise error
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: SimpleNamespace(free=2 * 10**5))
+    path = cache_path("model0").with_suffix(".partial.pt")  # the first file written
+    with pytest.raises(cache.CacheError) as caught:
+        load_or_train("model0")
+    why = "No space left on device" if isinstance(error, OSError) else "the write failed"
+    assert str(caught.value) == (
+        f"cannot write cache entry {path}: {why}; it needs about 21.6 MB and its disk has "
+        "0.2 MB free: make room, or set LOWRANK_CACHE to a folder on a disk with room "
+        "(nothing was left half-written)"
+    )
+    assert sorted(p.name for p in quick_cache.iterdir() if not p.name.endswith(".lock")) == []

@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import shutil
 import sys
 import warnings
 from contextlib import contextmanager
@@ -111,16 +112,48 @@ def cache_key(config: TrainConfig) -> str:
 
 
 def atomic_save(obj, path: Path) -> None:
+    """Write obj to path through a temporary file: readers see the old entry or the new one.
+
+    A write that fails (a full disk or quota: torch says "enforce fail at inline_container")
+    raises CacheError naming path and the room it needs; the temporary file is removed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except (OSError, RuntimeError) as e:  # torch.save reports a failed write as either
+            raise CacheError(_cannot_write(path, obj, e)) from None
         os.replace(tmp, path)  # atomic: readers see the old entry or the new one, never half of one
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _cannot_write(path: Path, obj, error: BaseException) -> str:
+    why = error.strerror if isinstance(error, OSError) and error.strerror else "the write failed"
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB"
+    except OSError:
+        free = "an unknown amount"
+    return (
+        f"cannot write cache entry {path}: {why}; it needs about {_nbytes(obj) / 1e6:.1f} MB "
+        f"and its disk has {free} free: make room, or set LOWRANK_CACHE to a folder on a "
+        f"disk with room (nothing was left half-written)"
+    )
+
+
+def _nbytes(obj) -> int:
+    """The bytes of the tensors in obj: about the size of its file."""
+    if isinstance(obj, torch.Tensor):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
 
 
 def digest(obj) -> str:
