@@ -308,3 +308,24 @@ def test_train_flags_take_no_values_they_would_ignore(quick_cache, monkeypatch, 
     with pytest.raises(SystemExit) as exit_:
         main(["train", "model0", *argv])
     assert exit_.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_a_complete_read_only_cache_is_read_without_write_access(quick_cache, monkeypatch, capsys):
+    from lowrank import cli
+    from lowrank.cache import CacheError
+
+    monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
+    assert main(["train", "model0"]) == 0
+    capsys.readouterr()
+
+    def read_only(*args):  # what a read-only folder gives (root would write anyway)
+        raise CacheError(f"cannot write to the cache folder {quick_cache}")
+
+    monkeypatch.setattr(cli, "check_writable", read_only)
+    monkeypatch.setattr(experiments, "check_writable", read_only)
+    monkeypatch.setattr(experiments, "entry_lock", read_only)
+    assert main(["train", "model0"]) == 0  # nothing to train: nothing to write
+    assert capsys.readouterr().out == ""
+    assert main(["show", "model0"]) == 0
+    assert main(["train", "model0", "--force"]) == 1  # training still needs the folder
+    assert "cannot write to the cache folder" in capsys.readouterr().err

@@ -190,8 +190,9 @@ def train_all(names: list[str], force: bool, jobs: int) -> None:
     from tqdm.auto import tqdm
 
     tqdm.monitor_interval = 0  # no monitor thread: the workers are forked from this process
-    check_writable(cache_dir())
     first = _jobs(names, force)
+    if first:  # a complete cache is only read: it may be read-only (a shared one, say)
+        check_writable(cache_dir())
     jobs = max(1, min(jobs, len(first), os.cpu_count() or 1))
     finished: set[Job] = set()
 
