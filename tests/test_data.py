@@ -134,3 +134,20 @@ def test_unreadable_file_is_reported_as_such(mnist, tmp_path, no_network, monkey
     ) as err:
         ensure_raw_files(tmp_path)
     assert "\n" not in str(err.value) and no_network == []
+
+
+def test_relative_and_empty_roots_mean_one_folder_wherever_the_process_runs(monkeypatch, tmp_path):
+    from lowrank.cache import cache_dir
+
+    repo = data_module.REPO_ROOT
+    monkeypatch.chdir(tmp_path)  # as Quarto runs the post's kernel in post/
+    monkeypatch.setenv("MNIST_DATA_DIR", "shared/mnist")
+    monkeypatch.setenv("LOWRANK_CACHE", ".cache/x")
+    assert data_root() == repo / "shared" / "mnist" == data_root("shared/mnist")
+    assert cache_dir() == repo / ".cache" / "x"
+    monkeypatch.setenv("MNIST_DATA_DIR", "")
+    monkeypatch.setenv("LOWRANK_CACHE", "")
+    assert data_root() == data_root("") == repo / "data"  # empty: not given, in both
+    assert cache_dir() == repo / ".cache" / "lowrank"
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "abs"))
+    assert data_root() == tmp_path / "abs"

@@ -33,7 +33,10 @@ class CacheError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LOWRANK_CACHE") or REPO_ROOT / ".cache" / "lowrank")
+    """$LOWRANK_CACHE, else <repo>/.cache/lowrank. A relative LOWRANK_CACHE is relative to the
+    repository root, not to the working directory: the CLI, make and the post's kernel (which
+    Quarto runs in post/) then share one folder."""
+    return REPO_ROOT / (os.environ.get("LOWRANK_CACHE") or Path(".cache", "lowrank"))
 
 
 TRAINING_CODE = (

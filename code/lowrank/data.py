@@ -66,10 +66,15 @@ class Mnist:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The folder that holds MNIST/raw/: the argument, else $MNIST_DATA_DIR, else <repo>/data."""
-    if root is None:
-        root = os.environ.get("MNIST_DATA_DIR") or REPO_ROOT / "data"
-    return Path(root)
+    """The folder that holds MNIST/raw/: the argument, else $MNIST_DATA_DIR, else <repo>/data.
+
+    An empty argument or variable is not given; a relative one is relative to the repository
+    root, not to the working directory (the post's kernel runs in post/): the same text means
+    the same folder wherever it comes from and wherever the process runs.
+    """
+    if root is None or os.fspath(root) == "":
+        root = os.environ.get("MNIST_DATA_DIR") or "data"
+    return REPO_ROOT / root
 
 
 def _md5(path: Path) -> str:
