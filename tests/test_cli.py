@@ -329,3 +329,21 @@ def test_a_complete_read_only_cache_is_read_without_write_access(quick_cache, mo
     assert main(["show", "model0"]) == 0
     assert main(["train", "model0", "--force"]) == 1  # training still needs the folder
     assert "cannot write to the cache folder" in capsys.readouterr().err
+
+
+def test_a_killed_worker_is_named_with_what_is_kept_and_how_to_resume(monkeypatch):
+    from lowrank import cli
+
+    def killed(job, force):  # runs in the forked worker: kill -9 of model0 seed 1
+        if job == ("model0", 1):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return f"{job[0]} seed {job[1]}: trained"
+
+    monkeypatch.setattr(cli, "_train_one", killed)
+    with pytest.raises(cli.TrainFailed) as failed:
+        cli._train_in_pool(lambda: [("model0", 1)], False, 2, lambda job, line: None)
+    assert str(failed.value) == (
+        "model0 seed 1: its worker was killed by SIGKILL; the epochs it finished are kept in "
+        "the cache, and so are the models the other workers finished: run the same command to "
+        "resume"
+    )

@@ -145,8 +145,11 @@ def _train_in_pool(next_jobs, force: bool, jobs: int, done) -> None:
                 running[p.sentinel] = (job, p, receive)
             for sentinel in multiprocessing.connection.wait(list(running)):
                 job, p, receive = running.pop(sentinel)
-                died = (False, f"{job[0]} seed {job[1]}: worker died (exit code {p.exitcode})")
-                ok, line = receive.recv() if receive.poll() else died
+                try:
+                    ok, line = receive.recv()
+                except EOFError:  # it died without a word: killed (kill -9, out of memory)
+                    p.join()
+                    ok, line = False, _died(job, p.exitcode)
                 p.join()
                 if not ok:
                     raise TrainFailed(line)
@@ -157,6 +160,21 @@ def _train_in_pool(next_jobs, force: bool, jobs: int, done) -> None:
             p.terminate()
         for _, p, _ in running.values():
             p.join()
+
+
+def _died(job: Job, exitcode: int | None) -> str:
+    """The line for a worker that ended without reporting: which model, how, and what is kept."""
+    how = f"exited with code {exitcode}"
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
+    return (
+        f"{job[0]} seed {job[1]}: its worker {how}; the epochs it finished are kept in "
+        f"the cache, and so are the models the other workers finished: run the same command "
+        f"to resume"
+    )
 
 
 def _cost(job: Job) -> float:
