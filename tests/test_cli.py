@@ -347,3 +347,26 @@ def test_a_killed_worker_is_named_with_what_is_kept_and_how_to_resume(monkeypatc
         "the cache, and so are the models the other workers finished: run the same command to "
         "resume"
     )
+
+
+def test_clean_and_train_remove_the_leftovers_of_killed_processes(quick_cache, monkeypatch, capsys):
+    from lowrank import cli
+
+    done = subprocess.Popen(["true"])
+    done.wait()  # its id is free now: a killed process
+    quick_cache.mkdir(parents=True)
+    leftover = quick_cache / f".model0-s0-quick-k.pt.{done.pid}.tmp"
+    leftover.write_bytes(b"x" * 2_000_000)
+    assert main(["clean"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"removed {leftover} (2.0 MB)",
+        f"removed 1 leftovers of killed processes (2.0 MB) from {quick_cache}",
+    ]
+    assert not leftover.exists()
+    leftover.write_bytes(b"x" * 2_000_000)
+    monkeypatch.setattr(cli, "train_all", lambda *args: None)  # the next run removes them too
+    assert main(["train", "model0"]) == 0
+    assert not leftover.exists()
+    assert f"removed 1 leftovers of killed processes (2.0 MB) from {quick_cache}" in (
+        capsys.readouterr().err
+    )

@@ -1,4 +1,5 @@
 import os
+import subprocess
 import threading
 import warnings
 from types import SimpleNamespace
@@ -475,3 +476,33 @@ def test_a_full_disk_is_one_line_naming_the_entry_and_the_room_it_needs(
         "(nothing was left half-written)"
     )
     assert sorted(p.name for p in quick_cache.iterdir() if not p.name.endswith(".lock")) == []
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
+
+
+def test_leftovers_of_killed_processes_are_removed_and_progress_is_kept(tmp_path):
+    dead, live = dead_pid(), os.getpid()
+    files = {
+        f".a-s0-full-k.pt.{dead}.tmp": "removed",  # a half-written entry of a killed process
+        f".a-s0-full-k.partial.pt.{dead}.tmp": "removed",
+        f".write-test.{dead}": "removed",
+        f".b-s0-full-k.pt.{live}.tmp": "kept",  # a live process is writing it
+        "c-s0-full-k.pt": "kept",
+        "c-s0-full-k.partial.pt": "removed",  # superseded: its entry is complete
+        "d-s0-full-k.partial.pt": "kept",  # the resume point of an interrupted training
+        "e-s0-full-k.pt": "kept",
+        "e-s0-full-k.partial.pt": "kept",  # a --force retraining holds its lock now
+    }
+    for name in files:
+        (tmp_path / name).write_bytes(b"x" * 1000)
+    with cache.entry_lock(tmp_path / "e-s0-full-k.pt"):
+        removed = cache.remove_leftovers(tmp_path)
+    gone = sorted(name for name, fate in files.items() if fate == "removed")
+    assert sorted(path.name for path, _ in removed) == gone
+    assert all(size == 1000 for _, size in removed)
+    assert all((tmp_path / name).exists() == (fate == "kept") for name, fate in files.items())

@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -331,3 +332,65 @@ def entry_lock(path: Path):
             )
             fcntl.flock(f, fcntl.LOCK_EX)
         yield  # the lock goes with the file, also when the process dies
+
+
+# What atomic_save and check_writable name after their process: .NAME.PID.tmp, .write-test.PID
+_PROCESS_FILE = re.compile(r"^\..+\.(\d+)\.tmp$|^\.write-test\.(\d+)$")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process pid exists on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(folder: Path) -> list[tuple[Path, int]]:
+    """Remove from the cache folder what killed processes left there; each removed file and
+    its size.
+
+    - `.NAME.PID.tmp` (a half-written entry of atomic_save) and `.write-test.PID`, when
+      process PID no longer exists on this machine; a live process's are never touched.
+    - `NAME.partial.pt` when its entry NAME.pt exists and no process trains it (its lock is
+      free): a process killed between writing the entry and deleting its checkpoint, or
+      during a --force retraining, left it, and nothing resumes from it. A checkpoint
+      without its entry is the resume point of an interrupted training: it is kept.
+
+    Files that cannot be removed (a read-only cache) are left as they are.
+    """
+    removed = []
+    try:
+        files = sorted(folder.iterdir())
+    except OSError:  # no folder yet, or one we may not list
+        return removed
+    for path in files:
+        match = _PROCESS_FILE.match(path.name)
+        if match and not _alive(int(match[1] or match[2])):
+            removed += _remove(path)
+        elif path.name.endswith(".partial.pt"):
+            entry = path.with_name(path.name.removesuffix(".partial.pt") + ".pt")
+            if entry.exists():
+                removed += _remove_unless_training(path, entry)
+    return removed
+
+
+def _remove(path: Path) -> list[tuple[Path, int]]:
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except OSError:
+        return []
+    return [(path, size)]
+
+
+def _remove_unless_training(partial: Path, entry: Path) -> list[tuple[Path, int]]:
+    try:
+        with open(entry.with_name(f".{entry.name}.lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when f closes
+            return _remove(partial)
+    except OSError:  # BlockingIOError: a process trains it now; or a read-only folder
+        return []

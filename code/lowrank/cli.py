@@ -3,6 +3,7 @@
     python -m lowrank list                        # every experiment, its seeds and what is cached
     python -m lowrank train model0 [--force]      # every seed; no name: all; --jobs N: N at a time
     python -m lowrank show model0 [--seed 3]
+    python -m lowrank clean                       # remove what killed processes left behind
 
 `train` trains each experiment with each of its seeds, one (experiment, seed) per job, the
 longest first. It shows one progress bar for the whole sweep (on a terminal) and prints each
@@ -22,7 +23,7 @@ import threading
 import time
 import warnings
 
-from lowrank.cache import CacheError, cache_dir, check_writable
+from lowrank.cache import CacheError, cache_dir, check_writable, remove_leftovers
 from lowrank.experiments import (
     EXPERIMENTS,
     cache_path,
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     show_p = sub.add_parser("show", help="the per-epoch history of a trained experiment")
     show_p.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}")
     show_p.add_argument("--seed", type=int, default=0, metavar="S", help="which seed (default 0)")
+    sub.add_parser("clean", help="remove what killed processes left in the cache (not progress)")
     args = parser.parse_args(argv)
 
     names = args.names or list(EXPERIMENTS) if args.command == "train" else []
@@ -295,7 +297,10 @@ def _run(args, names: list[str]) -> int:
         for name in EXPERIMENTS:
             print(_list_line(name))
     elif args.command == "train":
+        _remove_leftovers(quiet=True)
         train_all(names, args.force, args.jobs)
+    elif args.command == "clean":
+        _remove_leftovers(quiet=False)
     else:
         if not is_cached(args.name, args.seed):
             not_yet = f"{args.name} seed {args.seed} is not trained yet"
@@ -305,6 +310,20 @@ def _run(args, names: list[str]) -> int:
         print(f"{args.name} seed {args.seed}: {describe(args.name)}")
         print(format_history(history))
     return 0
+
+
+def _remove_leftovers(quiet: bool) -> None:
+    """Remove the temporary files and superseded checkpoints of killed processes; say so."""
+    removed = remove_leftovers(cache_dir())
+    for path, size in [] if quiet else removed:
+        print(f"removed {path} ({size / 1e6:.1f} MB)")
+    if removed or not quiet:
+        total = sum(size for _, size in removed) / 1e6
+        print(
+            f"removed {len(removed)} leftovers of killed processes ({total:.1f} MB) from "
+            f"{cache_dir()}",
+            file=sys.stderr if quiet else sys.stdout,
+        )
 
 
 def _how_to_train(args) -> str:
