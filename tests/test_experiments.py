@@ -506,3 +506,10 @@ def test_leftovers_of_killed_processes_are_removed_and_progress_is_kept(tmp_path
     assert sorted(path.name for path, _ in removed) == gone
     assert all(size == 1000 for _, size in removed)
     assert all((tmp_path / name).exists() == (fate == "kept") for name, fate in files.items())
+
+
+def test_a_numpy_seed_is_the_same_seed():
+    import numpy as np
+
+    assert config_for("model0", np.int64(3)) == config_for("model0", 3)
+    assert cache_path("model0", np.int64(3)) == cache_path("model0", 3)
