@@ -256,3 +256,117 @@ def test_second_train_of_the_same_model_waits_then_loads(quick_cache, monkeypatc
     assert second.returncode == 0 and "waiting for another process that trains model0-s0" in err
     assert out.startswith("model0 seed 0: val acc")
     assert path.stat().st_mtime_ns == written  # it loaded the first one's entry, did not retrain
+
+
+SLOW_START = """
+import sys
+
+
+class CtrlCDuringImport:  # Ctrl-C arriving while torch imports, at the same place every time
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, CtrlCDuringImport())
+"""
+
+
+def test_ctrl_c_while_starting_is_one_line(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(SLOW_START)
+    path = [str(tmp_path), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    done = subprocess.run(
+        [sys.executable, "-m", "lowrank", "list"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 128 + signal.SIGINT
+    assert done.stderr == "interrupted while starting: nothing was done\n"
+
+
+def test_show_of_a_seed_train_does_not_train_advises_a_command_that_trains_it(
+    quick_cache, monkeypatch, capsys
+):
+    monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
+    assert main(["show", "model0", "--seed", "7"]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    code = "from lowrank import load_or_train; load_or_train('model0', seed=7)"
+    assert err == (
+        "model0 seed 7 is not trained yet: train trains its seed 0 only; "
+        f'for seed 7 run python -c "{code}"'
+    )
+    exec(code)  # as printed (in this process, to keep the tiny subset)
+    assert main(["show", "model0", "--seed", "7"]) == 0
+
+
+@pytest.mark.parametrize("argv", [["--force", "no"], ["--force=no"], ["--jobs"]])
+def test_train_flags_take_no_values_they_would_ignore(quick_cache, monkeypatch, argv, capsys):
+    monkeypatch.setattr(experiments, "train", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "model0", *argv])
+    assert exit_.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_a_complete_read_only_cache_is_read_without_write_access(quick_cache, monkeypatch, capsys):
+    from lowrank import cli
+    from lowrank.cache import CacheError
+
+    monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
+    assert main(["train", "model0"]) == 0
+    capsys.readouterr()
+
+    def read_only(*args):  # what a read-only folder gives (root would write anyway)
+        raise CacheError(f"cannot write to the cache folder {quick_cache}")
+
+    monkeypatch.setattr(cli, "check_writable", read_only)
+    monkeypatch.setattr(experiments, "check_writable", read_only)
+    monkeypatch.setattr(experiments, "entry_lock", read_only)
+    assert main(["train", "model0"]) == 0  # nothing to train: nothing to write
+    assert capsys.readouterr().out == ""
+    assert main(["show", "model0"]) == 0
+    assert main(["train", "model0", "--force"]) == 1  # training still needs the folder
+    assert "cannot write to the cache folder" in capsys.readouterr().err
+
+
+def test_a_killed_worker_is_named_with_what_is_kept_and_how_to_resume(monkeypatch):
+    from lowrank import cli
+
+    def killed(job, force):  # runs in the forked worker: kill -9 of model0 seed 1
+        if job == ("model0", 1):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return f"{job[0]} seed {job[1]}: trained"
+
+    monkeypatch.setattr(cli, "_train_one", killed)
+    with pytest.raises(cli.TrainFailed) as failed:
+        cli._train_in_pool(lambda: [("model0", 1)], False, 2, lambda job, line: None)
+    assert str(failed.value) == (
+        "model0 seed 1: its worker was killed by SIGKILL; the epochs it finished are kept in "
+        "the cache, and so are the models the other workers finished: run the same command to "
+        "resume"
+    )
+
+
+def test_clean_and_train_remove_the_leftovers_of_killed_processes(quick_cache, monkeypatch, capsys):
+    from lowrank import cli
+
+    done = subprocess.Popen(["true"])
+    done.wait()  # its id is free now: a killed process
+    quick_cache.mkdir(parents=True)
+    leftover = quick_cache / f".model0-s0-quick-k.pt.{done.pid}.tmp"
+    leftover.write_bytes(b"x" * 2_000_000)
+    assert main(["clean"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"removed {leftover} (2.0 MB)",
+        f"removed 1 leftovers of killed processes (2.0 MB) from {quick_cache}",
+    ]
+    assert not leftover.exists()
+    leftover.write_bytes(b"x" * 2_000_000)
+    monkeypatch.setattr(cli, "train_all", lambda *args: None)  # the next run removes them too
+    assert main(["train", "model0"]) == 0
+    assert not leftover.exists()
+    assert f"removed 1 leftovers of killed processes (2.0 MB) from {quick_cache}" in (
+        capsys.readouterr().err
+    )

@@ -134,3 +134,51 @@ def test_unreadable_file_is_reported_as_such(mnist, tmp_path, no_network, monkey
     ) as err:
         ensure_raw_files(tmp_path)
     assert "\n" not in str(err.value) and no_network == []
+
+
+def test_relative_and_empty_roots_mean_one_folder_wherever_the_process_runs(monkeypatch, tmp_path):
+    from lowrank.cache import cache_dir
+
+    repo = data_module.REPO_ROOT
+    monkeypatch.chdir(tmp_path)  # as Quarto runs the post's kernel in post/
+    monkeypatch.setenv("MNIST_DATA_DIR", "shared/mnist")
+    monkeypatch.setenv("LOWRANK_CACHE", ".cache/x")
+    assert data_root() == repo / "shared" / "mnist" == data_root("shared/mnist")
+    assert cache_dir() == repo / ".cache" / "x"
+    monkeypatch.setenv("MNIST_DATA_DIR", "")
+    monkeypatch.setenv("LOWRANK_CACHE", "")
+    assert data_root() == data_root("") == repo / "data"  # empty: not given, in both
+    assert cache_dir() == repo / ".cache" / "lowrank"
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "abs"))
+    assert data_root() == tmp_path / "abs"
+
+
+def test_a_failed_download_leaves_no_empty_folders(tmp_path, monkeypatch):
+    def torchvision_offline(root):  # makes MNIST/raw, then finds no network
+        (root / "MNIST" / "raw").mkdir(parents=True)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(data_module, "_download", torchvision_offline)
+    with pytest.raises(MnistUnavailable) as err:
+        ensure_raw_files(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    assert str(err.value).startswith(
+        f"MNIST files missing in {raw}: {', '.join(RAW_FILES)} "
+        "(download failed: OSError: network unreachable). Expected the four uncompressed files"
+    )
+    assert list(tmp_path.iterdir()) == []  # was an empty MNIST/raw
+
+
+@pytest.mark.parametrize("where", [".", "MNIST", "MNIST/raw"])
+def test_a_file_where_a_data_folder_should_be_is_named(tmp_path, no_network, where):
+    root = tmp_path / "root"
+    folder = root / where  # pathlib drops the ".": the root itself
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("")
+    with pytest.raises(MnistUnavailable) as err:
+        ensure_raw_files(root)
+    assert str(err.value).startswith(
+        f"{folder} is a file, not a folder: MNIST is read from {root / 'MNIST' / 'raw'} "
+        "(check MNIST_DATA_DIR); nothing was created or downloaded."
+    )
+    assert no_network == []

@@ -1,6 +1,8 @@
 import os
+import subprocess
 import threading
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -354,8 +356,16 @@ def test_seeds_are_part_of_the_cache_key_and_the_file_name(quick_cache, counted_
     b, _ = load_or_train("model0", seed=1)
     assert counted_training == [1, 1] and not torch.equal(a.W, b.W)
     assert is_cached("model0", 0) and is_cached("model0", 1) and not is_cached("model0", 2)
-    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got -1$"):
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 2\*\*32\) .*, got -1$"):
         config_for("model0", seed=-1)
+
+
+@pytest.mark.parametrize("seed", [2**32, 2**64])
+def test_a_seed_beyond_32_bits_is_refused_before_anything_is_written(quick_cache, seed):
+    # 2**32 would silently train seed 0 again; 2**64 overflowed in torch after the lock was made
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 2\*\*32\)"):
+        load_or_train("model0", seed=seed)
+    assert not quick_cache.exists() or not any(quick_cache.iterdir())
 
 
 def test_every_family_has_its_seeds(monkeypatch):
@@ -438,3 +448,68 @@ def test_a_verified_entry_is_not_read_again_until_the_file_changes(
     with pytest.warns(UserWarning, match="corrupt or stale"):
         assert experiments._history("l2-1.0e-04", 0, train=False) is None
     assert reads == [path]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 8832 vs 8726"),
+        OSError(28, "No space left on device"),
+    ],
+)
+def test_a_full_disk_is_one_line_naming_the_entry_and_the_room_it_needs(
+    quick_cache, counted_training, monkeypatch, error
+):
+    def full_disk(obj, f):
+        f.write(b"half an entry")
+        raise error
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: SimpleNamespace(free=2 * 10**5))
+    path = cache_path("model0").with_suffix(".partial.pt")  # the first file written
+    with pytest.raises(cache.CacheError) as caught:
+        load_or_train("model0")
+    why = "No space left on device" if isinstance(error, OSError) else "the write failed"
+    assert str(caught.value) == (
+        f"cannot write cache entry {path}: {why}; it needs about 21.6 MB and its disk has "
+        "0.2 MB free: make room, or set LOWRANK_CACHE to a folder on a disk with room "
+        "(nothing was left half-written)"
+    )
+    assert sorted(p.name for p in quick_cache.iterdir() if not p.name.endswith(".lock")) == []
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
+
+
+def test_leftovers_of_killed_processes_are_removed_and_progress_is_kept(tmp_path):
+    dead, live = dead_pid(), os.getpid()
+    files = {
+        f".a-s0-full-k.pt.{dead}.tmp": "removed",  # a half-written entry of a killed process
+        f".a-s0-full-k.partial.pt.{dead}.tmp": "removed",
+        f".write-test.{dead}": "removed",
+        f".b-s0-full-k.pt.{live}.tmp": "kept",  # a live process is writing it
+        "c-s0-full-k.pt": "kept",
+        "c-s0-full-k.partial.pt": "removed",  # superseded: its entry is complete
+        "d-s0-full-k.partial.pt": "kept",  # the resume point of an interrupted training
+        "e-s0-full-k.pt": "kept",
+        "e-s0-full-k.partial.pt": "kept",  # a --force retraining holds its lock now
+    }
+    for name in files:
+        (tmp_path / name).write_bytes(b"x" * 1000)
+    with cache.entry_lock(tmp_path / "e-s0-full-k.pt"):
+        removed = cache.remove_leftovers(tmp_path)
+    gone = sorted(name for name, fate in files.items() if fate == "removed")
+    assert sorted(path.name for path, _ in removed) == gone
+    assert all(size == 1000 for _, size in removed)
+    assert all((tmp_path / name).exists() == (fate == "kept") for name, fate in files.items())
+
+
+def test_a_numpy_seed_is_the_same_seed():
+    import numpy as np
+
+    assert config_for("model0", np.int64(3)) == config_for("model0", 3)
+    assert cache_path("model0", np.int64(3)) == cache_path("model0", 3)

@@ -148,5 +148,64 @@ def test_evaluator_rejects_nan_images_empty_sets_and_mismatched_factors():
         ev(torch.full((1000, 2), float("nan")), V)
     with pytest.raises(ValueError, match=r"^U, V must be of shapes \(1000, r\) and \(r, 1000\)"):
         ev(U, V[:, :10])
-    with pytest.raises(ValueError, match="^U, V must be torch.float32 like the model"):
+    with pytest.raises(ValueError, match="^U, V must be torch.float32 on cpu like the model"):
         ev(U.double(), V.double())
+
+
+BAD_EVALUATIONS = {
+    "batch size -1": (lambda x, y: {"batch_size": -1}, r"^batch_size must be an integer >= 1"),
+    "batch size 0": (lambda x, y: {"batch_size": 0}, r"^batch_size must be an integer >= 1"),
+    "batch size 1.5": (lambda x, y: {"batch_size": 1.5}, r"^batch_size must be an integer"),
+    "NaN image": (
+        lambda x, y: {"x": x.index_fill(1, torch.tensor([3]), float("nan"))},
+        "^x must be finite",
+    ),
+    "width": (lambda x, y: {"x": x[:, :700]}, r"^x must be of width 784, got width 700$"),
+    "label 10": (
+        lambda x, y: {"y": y.index_fill(0, torch.tensor([0]), 10)},
+        r"^y must be labels in 0 … 9, got labels in 0 … 10$",
+    ),
+    "label -1": (
+        lambda x, y: {"y": y.index_fill(0, torch.tensor([0]), -1)},
+        r"^y must be labels in 0 … 9",
+    ),
+    "lengths": (
+        lambda x, y: {"y": y[:5]},
+        r"^y must be 32 integer labels, got torch.int64 of shape \(5,\)$",
+    ),
+    "float labels": (lambda x, y: {"y": y.float()}, r"^y must be 32 integer labels"),
+    "list": (lambda x, y: {"x": x.tolist()}, r"^x must be a torch.Tensor, got list$"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_EVALUATIONS.values(), ids=BAD_EVALUATIONS.keys())
+def test_evaluate_refuses_what_it_cannot_score_in_one_line(case):
+    change, message = case
+    x, y = batch()
+    args = {"x": x, "y": y, **change(x, y)}
+    with pytest.raises(ValueError, match=message):
+        evaluate(make_net(), **args)
+    if "batch_size" not in args:  # the evaluator scores the same sets
+        with pytest.raises(ValueError, match=message):
+            FactorisedEvaluator(make_net(), args["x"], args["y"])
+
+
+def test_evaluator_refuses_factors_that_are_not_tensors():
+    x, y = batch()
+    ev = FactorisedEvaluator(make_net(), x, y)
+    with pytest.raises(ValueError, match="^U must be a torch.Tensor, got list$"):
+        ev([[0.0] * 2] * 1000, torch.zeros(2, 1000))
+    with pytest.raises(ValueError, match="^V must be a torch.Tensor, got list$"):
+        ev(torch.zeros(1000, 2), [[0.0] * 1000] * 2)
+
+
+def test_factorised_checks_the_model_and_that_U_V_fit_its_W():
+    net = make_net()
+    with pytest.raises(ValueError, match="^model must be a MnistFCNet, got list$"):
+        factorised([net], torch.zeros(1000, 2), torch.zeros(2, 1000))
+    with pytest.raises(ValueError, match=r"^U, V must be of shapes \(1000, r\) and \(r, 1000\)"):
+        factorised(net, torch.zeros(1000, 2), torch.zeros(2, 500))  # was accepted
+    with pytest.raises(ValueError, match="^U, V must be torch.float32 on cpu like the model"):
+        factorised(net, torch.zeros(1000, 2).double(), torch.zeros(2, 1000).double())
+    with pytest.raises(ValueError, match="^U must be a torch.Tensor, got list$"):
+        factorised(net, [[0.0] * 2] * 1000, torch.zeros(2, 1000))

@@ -395,3 +395,24 @@ def test_bad_argument_raises_value_error_naming_it(case):
 def test_message_states_value_and_allowed_range():
     with pytest.raises(ValueError, match=r"^rank must be an integer in \[1, 10\], got 0$"):
         truncated_svd(A_OK, 0)
+
+
+# bools are not integers; a huge block or q overflowed in torch or math instead
+BAD_INTEGERS = {
+    "block True": (lambda: adaptive_range_finder(A_OK, 0.1, block=True), "block"),
+    "block 10**30": (lambda: adaptive_range_finder(A_OK, 0.1, block=10**30), "block"),
+    "max_rank True": (lambda: adaptive_range_finder(A_OK, 0.1, max_rank=True), "max_rank"),
+    "hmt k True": (lambda: hmt_expected_error(harmonic(), True, 5), "k"),
+    "hmt q True": (lambda: hmt_expected_error(harmonic(), 10, 5, True), "q"),
+    "hmt q 10**30": (lambda: hmt_expected_error(harmonic(), 10, 5, 10**30), "q"),
+    "spectral_error list U": (
+        lambda: spectral_error(A_OK, A_OK[:, :1].tolist(), A_OK[:1]),
+        "U",
+    ),
+    "spectral_error list A": (lambda: spectral_error(A_OK.tolist(), A_OK[:, :1], A_OK[:1]), "A"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INTEGERS.values(), ids=BAD_INTEGERS.keys())
+def test_bools_huge_integers_and_lists_are_one_line_errors(case):
+    assert_raises_naming(*case)

@@ -1,5 +1,6 @@
 import importlib
 import math
+import re
 
 import pytest
 import torch
@@ -52,6 +53,48 @@ def test_no_penalty_is_zero():
 def test_bad_config_names_the_argument(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be"):
         TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lr", math.inf),
+        ("lr", math.nan),
+        ("gamma", math.nan),
+        ("lam", math.inf),
+        ("dropout", 1 - 1e-12),  # kept none of the 2**32 values: 1/q = 1/0 later
+        ("dropout", "0.5"),
+        ("seed", 1.5),
+        ("seed", "3"),
+        ("seed", True),
+        ("batch_size", True),
+        ("epochs", 2.0),
+        ("classes", True),
+        ("hidden", 0),
+        ("train_subset", True),
+        ("rank", True),
+    ],
+)
+def test_config_checks_types_and_finiteness(field, value):
+    with pytest.raises(ValueError, match=f"^{field} must be .*, got {re.escape(repr(value))}$"):
+        TrainConfig(**{field: value})
+
+
+def test_config_takes_numpy_numbers_as_python_ones():
+    import numpy as np
+
+    config = TrainConfig(seed=np.int64(3), batch_size=np.int32(32), lr=np.float32(0.5))
+    assert config == TrainConfig(seed=3, batch_size=32, lr=0.5)
+    assert type(config.seed) is int and type(config.lr) is float
+    assert config.to_dict() == TrainConfig(seed=3, batch_size=32, lr=0.5).to_dict()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**64])
+def test_seeds_the_generators_cannot_honour_are_refused(seed):
+    # seed 2**32 would train exactly as seed 0 (the CPU generator keeps 32 bits)
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 2\*\*32\)"):
+        TrainConfig(seed=seed)
+    assert TrainConfig(seed=2**32 - 1).seed == 2**32 - 1
 
 
 def test_same_config_and_seed_give_identical_history(mnist):
@@ -141,7 +184,7 @@ def test_kept_fraction_is_the_threshold_s_share_of_the_int32_values(p):
 
 @pytest.mark.parametrize("p", [0.0, 1.0, -0.1, 1.5])
 def test_kept_threshold_rejects_p_outside_the_open_interval(p):
-    with pytest.raises(ValueError, match=r"p must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"p must be in \(0, 1 - 2\*\*-32\]"):
         kept_threshold(p)
 
 

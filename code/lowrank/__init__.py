@@ -7,6 +7,22 @@ Halko, Martinsson & Tropp (2011).
     from lowrank import load_or_train, truncated_svd, randomized_low_rank, FactorisedEvaluator
 """
 
+# ruff: noqa: E402 (the imports come after the Ctrl-C handler that covers them)
+import signal
+import sys
+
+
+def _interrupted_while_starting(signum, frame):
+    print("interrupted while starting: nothing was done", file=sys.stderr)
+    raise SystemExit(128 + signum)  # 130, as the CLI's own Ctrl-C
+
+
+# python -m lowrank: Ctrl-C while torch imports (seconds) is one line, not a traceback. Python
+# sets argv[0] to "-m" while it imports the package; a program importing lowrank is left alone.
+_STARTING = sys.argv[:1] == ["-m"]
+if _STARTING:
+    _previous_sigint = signal.signal(signal.SIGINT, _interrupted_while_starting)
+
 from lowrank.data import Mnist, load_mnist
 from lowrank.experiments import EXPERIMENTS, describe, is_cached, load_or_train, quick_mode
 from lowrank.model import FactorisedEvaluator, LowRankLinear, MnistFCNet, evaluate, factorised
@@ -25,6 +41,9 @@ from lowrank.randomized import (
 )
 from lowrank.rank import effective_rank, numerical_rank, stable_rank
 from lowrank.train import TrainConfig, train
+
+if _STARTING:
+    signal.signal(signal.SIGINT, _previous_sigint)
 
 __all__ = [
     "Mnist",

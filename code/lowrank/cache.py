@@ -16,6 +16,8 @@ import io
 import json
 import math
 import os
+import re
+import shutil
 import sys
 import warnings
 from contextlib import contextmanager
@@ -32,7 +34,10 @@ class CacheError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LOWRANK_CACHE") or REPO_ROOT / ".cache" / "lowrank")
+    """$LOWRANK_CACHE, else <repo>/.cache/lowrank. A relative LOWRANK_CACHE is relative to the
+    repository root, not to the working directory: the CLI, make and the post's kernel (which
+    Quarto runs in post/) then share one folder."""
+    return REPO_ROOT / (os.environ.get("LOWRANK_CACHE") or Path(".cache", "lowrank"))
 
 
 TRAINING_CODE = (
@@ -111,16 +116,48 @@ def cache_key(config: TrainConfig) -> str:
 
 
 def atomic_save(obj, path: Path) -> None:
+    """Write obj to path through a temporary file: readers see the old entry or the new one.
+
+    A write that fails (a full disk or quota: torch says "enforce fail at inline_container")
+    raises CacheError naming path and the room it needs; the temporary file is removed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except (OSError, RuntimeError) as e:  # torch.save reports a failed write as either
+            raise CacheError(_cannot_write(path, obj, e)) from None
         os.replace(tmp, path)  # atomic: readers see the old entry or the new one, never half of one
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _cannot_write(path: Path, obj, error: BaseException) -> str:
+    why = error.strerror if isinstance(error, OSError) and error.strerror else "the write failed"
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB"
+    except OSError:
+        free = "an unknown amount"
+    return (
+        f"cannot write cache entry {path}: {why}; it needs about {_nbytes(obj) / 1e6:.1f} MB "
+        f"and its disk has {free} free: make room, or set LOWRANK_CACHE to a folder on a "
+        f"disk with room (nothing was left half-written)"
+    )
+
+
+def _nbytes(obj) -> int:
+    """The bytes of the tensors in obj: about the size of its file."""
+    if isinstance(obj, torch.Tensor):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
 
 
 def digest(obj) -> str:
@@ -295,3 +332,65 @@ def entry_lock(path: Path):
             )
             fcntl.flock(f, fcntl.LOCK_EX)
         yield  # the lock goes with the file, also when the process dies
+
+
+# What atomic_save and check_writable name after their process: .NAME.PID.tmp, .write-test.PID
+_PROCESS_FILE = re.compile(r"^\..+\.(\d+)\.tmp$|^\.write-test\.(\d+)$")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process pid exists on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(folder: Path) -> list[tuple[Path, int]]:
+    """Remove from the cache folder what killed processes left there; each removed file and
+    its size.
+
+    - `.NAME.PID.tmp` (a half-written entry of atomic_save) and `.write-test.PID`, when
+      process PID no longer exists on this machine; a live process's are never touched.
+    - `NAME.partial.pt` when its entry NAME.pt exists and no process trains it (its lock is
+      free): a process killed between writing the entry and deleting its checkpoint, or
+      during a --force retraining, left it, and nothing resumes from it. A checkpoint
+      without its entry is the resume point of an interrupted training: it is kept.
+
+    Files that cannot be removed (a read-only cache) are left as they are.
+    """
+    removed = []
+    try:
+        files = sorted(folder.iterdir())
+    except OSError:  # no folder yet, or one we may not list
+        return removed
+    for path in files:
+        match = _PROCESS_FILE.match(path.name)
+        if match and not _alive(int(match[1] or match[2])):
+            removed += _remove(path)
+        elif path.name.endswith(".partial.pt"):
+            entry = path.with_name(path.name.removesuffix(".partial.pt") + ".pt")
+            if entry.exists():
+                removed += _remove_unless_training(path, entry)
+    return removed
+
+
+def _remove(path: Path) -> list[tuple[Path, int]]:
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except OSError:
+        return []
+    return [(path, size)]
+
+
+def _remove_unless_training(partial: Path, entry: Path) -> list[tuple[Path, int]]:
+    try:
+        with open(entry.with_name(f".{entry.name}.lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when f closes
+            return _remove(partial)
+    except OSError:  # BlockingIOError: a process trains it now; or a read-only folder
+        return []

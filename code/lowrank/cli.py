@@ -3,6 +3,7 @@
     python -m lowrank list                        # every experiment, its seeds and what is cached
     python -m lowrank train model0 [--force]      # every seed; no name: all; --jobs N: N at a time
     python -m lowrank show model0 [--seed 3]
+    python -m lowrank clean                       # remove what killed processes left behind
 
 `train` trains each experiment with each of its seeds, one (experiment, seed) per job, the
 longest first. It shows one progress bar for the whole sweep (on a terminal) and prints each
@@ -22,7 +23,7 @@ import threading
 import time
 import warnings
 
-from lowrank.cache import CacheError, cache_dir, check_writable
+from lowrank.cache import CacheError, cache_dir, check_writable, remove_leftovers
 from lowrank.experiments import (
     EXPERIMENTS,
     cache_path,
@@ -145,8 +146,11 @@ def _train_in_pool(next_jobs, force: bool, jobs: int, done) -> None:
                 running[p.sentinel] = (job, p, receive)
             for sentinel in multiprocessing.connection.wait(list(running)):
                 job, p, receive = running.pop(sentinel)
-                died = (False, f"{job[0]} seed {job[1]}: worker died (exit code {p.exitcode})")
-                ok, line = receive.recv() if receive.poll() else died
+                try:
+                    ok, line = receive.recv()
+                except EOFError:  # it died without a word: killed (kill -9, out of memory)
+                    p.join()
+                    ok, line = False, _died(job, p.exitcode)
                 p.join()
                 if not ok:
                     raise TrainFailed(line)
@@ -157,6 +161,21 @@ def _train_in_pool(next_jobs, force: bool, jobs: int, done) -> None:
             p.terminate()
         for _, p, _ in running.values():
             p.join()
+
+
+def _died(job: Job, exitcode: int | None) -> str:
+    """The line for a worker that ended without reporting: which model, how, and what is kept."""
+    how = f"exited with code {exitcode}"
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
+    return (
+        f"{job[0]} seed {job[1]}: its worker {how}; the epochs it finished are kept in "
+        f"the cache, and so are the models the other workers finished: run the same command "
+        f"to resume"
+    )
 
 
 def _cost(job: Job) -> float:
@@ -190,8 +209,9 @@ def train_all(names: list[str], force: bool, jobs: int) -> None:
     from tqdm.auto import tqdm
 
     tqdm.monitor_interval = 0  # no monitor thread: the workers are forked from this process
-    check_writable(cache_dir())
     first = _jobs(names, force)
+    if first:  # a complete cache is only read: it may be read-only (a shared one, say)
+        check_writable(cache_dir())
     jobs = max(1, min(jobs, len(first), os.cpu_count() or 1))
     finished: set[Job] = set()
 
@@ -237,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     show_p = sub.add_parser("show", help="the per-epoch history of a trained experiment")
     show_p.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}")
     show_p.add_argument("--seed", type=int, default=0, metavar="S", help="which seed (default 0)")
+    sub.add_parser("clean", help="remove what killed processes left in the cache (not progress)")
     args = parser.parse_args(argv)
 
     names = args.names or list(EXPERIMENTS) if args.command == "train" else []
@@ -246,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"name must be one of {', '.join(EXPERIMENTS)}, got {unknown[0]!r}")
     if args.command == "train" and args.jobs < 1:
         parser.error(f"--jobs must be an integer >= 1, got {args.jobs}")
-    if args.command == "show" and args.seed < 0:
-        parser.error(f"--seed must be an integer >= 0, got {args.seed}")
+    if args.command == "show" and not 0 <= args.seed < 2**32:
+        parser.error(f"--seed must be an integer in [0, 2**32), got {args.seed}")
     _show_warnings_in_one_line()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -276,19 +297,46 @@ def _run(args, names: list[str]) -> int:
         for name in EXPERIMENTS:
             print(_list_line(name))
     elif args.command == "train":
+        _remove_leftovers(quiet=True)
         train_all(names, args.force, args.jobs)
+    elif args.command == "clean":
+        _remove_leftovers(quiet=False)
     else:
         if not is_cached(args.name, args.seed):
-            print(
-                f"{args.name} seed {args.seed} is not trained yet: "
-                f"run python -m lowrank train {args.name}",
-                file=sys.stderr,
-            )
+            not_yet = f"{args.name} seed {args.seed} is not trained yet"
+            print(f"{not_yet}: {_how_to_train(args)}", file=sys.stderr)
             return 1
         _, history = load_or_train(args.name, seed=args.seed)
         print(f"{args.name} seed {args.seed}: {describe(args.name)}")
         print(format_history(history))
     return 0
+
+
+def _remove_leftovers(quiet: bool) -> None:
+    """Remove the temporary files and superseded checkpoints of killed processes; say so."""
+    removed = remove_leftovers(cache_dir())
+    for path, size in [] if quiet else removed:
+        print(f"removed {path} ({size / 1e6:.1f} MB)")
+    if removed or not quiet:
+        total = sum(size for _, size in removed) / 1e6
+        print(
+            f"removed {len(removed)} leftovers of killed processes ({total:.1f} MB) from "
+            f"{cache_dir()}",
+            file=sys.stderr if quiet else sys.stdout,
+        )
+
+
+def _how_to_train(args) -> str:
+    """The command that trains (args.name, args.seed), as it can be pasted into a shell."""
+    seeds = planned_seeds(args.name)
+    if args.seed in seeds:
+        return f"run python -m lowrank train {args.name}"
+    code = f"from lowrank import load_or_train; load_or_train('{args.name}', seed={args.seed})"
+    return f'train trains its {_span(seeds)} only; for seed {args.seed} run python -c "{code}"'
+
+
+def _span(seeds: list[int]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
 
 
 def _list_line(name: str) -> str:

@@ -66,10 +66,15 @@ class Mnist:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The folder that holds MNIST/raw/: the argument, else $MNIST_DATA_DIR, else <repo>/data."""
-    if root is None:
-        root = os.environ.get("MNIST_DATA_DIR") or REPO_ROOT / "data"
-    return Path(root)
+    """The folder that holds MNIST/raw/: the argument, else $MNIST_DATA_DIR, else <repo>/data.
+
+    An empty argument or variable is not given; a relative one is relative to the repository
+    root, not to the working directory (the post's kernel runs in post/): the same text means
+    the same folder wherever it comes from and wherever the process runs.
+    """
+    if root is None or os.fspath(root) == "":
+        root = os.environ.get("MNIST_DATA_DIR") or "data"
+    return REPO_ROOT / root
 
 
 def _md5(path: Path) -> str:
@@ -117,6 +122,12 @@ def ensure_raw_files(root: Path) -> None:
         f"Expected the four uncompressed files {', '.join(RAW_FILES)} with their published md5; "
         f"offline, copy them into {raw} or set MNIST_DATA_DIR to a folder holding MNIST/raw/."
     )
+    for folder in (root, root / "MNIST", raw):
+        if folder.exists() and not folder.is_dir():
+            raise MnistUnavailable(
+                f"{folder} is a file, not a folder: MNIST is read from {raw} (check "
+                f"MNIST_DATA_DIR); nothing was created or downloaded. {fix}"
+            )
     corrupt = [name for name in bad if (raw / name).exists()]
     if corrupt:  # torchvision would keep them and report a download that never happened
         raise MnistUnavailable(
@@ -128,13 +139,18 @@ def ensure_raw_files(root: Path) -> None:
             f"MNIST folder {root} does not exist (check MNIST_DATA_DIR); "
             f"nothing was created or downloaded. {fix}"
         )
-    error = None
+    error, created = None, [f for f in (root, root / "MNIST", raw) if not f.exists()]
     try:
         _download(root)
     except Exception as e:  # no network, read-only folder, ...
         error = e
     bad = bad_raw_files(root)
     if bad:
+        for folder in reversed(created):  # a failed download leaves no empty folders behind
+            try:
+                folder.rmdir()  # only when empty: whatever it did fetch is kept
+            except OSError:
+                break
         reason = f" (download failed: {type(error).__name__}: {error})" if error else ""
         raise MnistUnavailable(f"MNIST files missing in {raw}: {', '.join(bad)}{reason}. {fix}")
 

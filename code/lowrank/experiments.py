@@ -12,6 +12,7 @@ share an entry.
 
 import os
 from dataclasses import replace
+from numbers import Integral
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ from lowrank.cache import (
 )
 from lowrank.data import Mnist, load_mnist
 from lowrank.model import MnistFCNet
-from lowrank.train import TrainConfig, initial_model, network, train
+from lowrank.train import SEED_LIMIT, TrainConfig, initial_model, network, train
 
 BASELINE = TrainConfig(lr=1e-3, gamma=0.7, batch_size=64, dropout=0.5, epochs=5)
 
@@ -157,9 +158,12 @@ def _shrunk(config: TrainConfig) -> TrainConfig:
 def config_for(name: str, seed: int = 0) -> TrainConfig:
     """The config that `load_or_train(name, seed=seed)` trains, shrunk in quick mode."""
     check_name(name)
-    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return _shrunk(_with_seed(EXPERIMENTS[name], seed))
+    if not (isinstance(seed, Integral) and not isinstance(seed, bool) and 0 <= seed < SEED_LIMIT):
+        raise ValueError(
+            f"seed must be an integer in [0, 2**32) (the random generators keep 32 bits of "
+            f"a seed), got {seed!r}"
+        )
+    return _shrunk(_with_seed(EXPERIMENTS[name], int(seed)))
 
 
 def initial_weight(name: str, seed: int = 0) -> torch.Tensor:

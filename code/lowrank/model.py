@@ -10,6 +10,10 @@ from torch import nn
 
 from lowrank.checks import all_finite, check, check_int, check_matrix, is_real
 
+# The largest dropout probability: a unit is kept on 32 random bits (kept_threshold), so p
+# above 1 - 2**-32 would keep none of them and scale by 1/0.
+MAX_DROPOUT = 1 - 2**-32
+
 
 class MnistFCNet(nn.Module):
     """784-1000-1000-10 feed-forward net: ReLU, dropout after each hidden layer,
@@ -71,7 +75,8 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        check(is_real(p) and 0 <= p < 1, "dropout", "a number in [0, 1)", repr(p))
+        ok = is_real(p) and 0 <= p <= MAX_DROPOUT
+        check(ok, "dropout", "a number in [0, 1 - 2**-32]", repr(p))
         self.p = p
         self.generator: torch.Generator | None = None
 
@@ -90,8 +95,8 @@ def kept_threshold(p: float) -> int:
     round(2^32 (1 - p)) keep the unit, so q = P(kept) is within 2^-33 of 1 - p and equal
     to it when 2^32 p is an integer (p = 0.25, 0.5).
     """
-    if not (is_real(p) and 0 < p < 1):
-        raise ValueError(f"p must be in (0, 1) (p = 0 draws no mask), got {p!r}")
+    if not (is_real(p) and 0 < p <= MAX_DROPOUT):
+        raise ValueError(f"p must be in (0, 1 - 2**-32] (p = 0 draws no mask), got {p!r}")
     return round((1 - p) * 2**32) - 2**31
 
 
@@ -187,9 +192,31 @@ class LowRankLinear(nn.Module):
 def factorised(model: MnistFCNet, U: torch.Tensor, V: torch.Tensor) -> MnistFCNet:
     """A copy of the trained `model` with W replaced by U V; `model` itself is left
     untouched."""
+    check(isinstance(model, MnistFCNet), "model", "a MnistFCNet", type(model).__name__)
+    check_factors(U, V, model)
     compressed = copy.deepcopy(model)
     compressed.fc2 = LowRankLinear(U, V, model.fc2.bias)
     return compressed.eval()
+
+
+def check_factors(U: torch.Tensor, V: torch.Tensor, model: MnistFCNet) -> None:
+    """Raise a one-line ValueError unless U (m x r) and V (r x n) are finite and can stand in
+    for the model's m x n weight W: its shape, dtype and device."""
+    check_matrix(U, "U"), check_matrix(V, "V")
+    fc2 = model.fc2  # not model.W: a factorised fc2 would multiply out U V for it
+    like = fc2.U if isinstance(fc2, LowRankLinear) else fc2.weight
+    m, n = like.shape[0], (fc2.V if isinstance(fc2, LowRankLinear) else fc2.weight).shape[1]
+    ok = U.shape[0] == m and V.shape[1] == n and U.shape[1] == V.shape[0]
+    got = f"{tuple(U.shape)} and {tuple(V.shape)}"
+    check(ok, "U, V", f"of shapes ({m}, r) and (r, {n})", got)
+    wanted = f"{like.dtype} on {like.device} like the model"
+    got = f"{U.dtype} on {U.device} and {V.dtype} on {V.device}"
+    check(
+        {(U.dtype, U.device), (V.dtype, V.device)} == {(like.dtype, like.device)},
+        "U, V",
+        wanted,
+        got,
+    )
 
 
 @contextmanager
@@ -203,12 +230,35 @@ def evaluation(model: nn.Module):
         model.train(was_training)
 
 
+def check_images_and_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise a one-line ValueError unless x is a finite (N, inputs) float matrix and y its N
+    integer labels in 0 … C−1, for the model's inputs and C outputs (when it has fc1, fc3).
+
+    Cheap next to a forward pass (a min and max of each): evaluation runs after every epoch.
+    """
+    # non-empty and finite: NaN images would score a plausible accuracy, none would divide by 0
+    _, width = check_matrix(x, "x")
+    fc1, fc3 = getattr(model, "fc1", None), getattr(model, "fc3", None)
+    if isinstance(fc1, nn.Linear):
+        check(width == fc1.in_features, "x", f"of width {fc1.in_features}", f"width {width}")
+    tensor = isinstance(y, torch.Tensor)
+    got = f"{y.dtype} of shape {tuple(y.shape)}" if tensor else type(y).__name__
+    ok = tensor and y.shape == (len(x),) and not y.is_floating_point() and y.dtype != torch.bool
+    check(ok, "y", f"{len(x)} integer labels", got)
+    if isinstance(fc3, nn.Linear):
+        C = fc3.out_features
+        lo, hi = (int(v) for v in torch.aminmax(y))
+        check(0 <= lo and hi < C, "y", f"labels in 0 … {C - 1}", f"labels in {lo} … {hi}")
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 10_000
 ) -> tuple[float, float]:
     """Mean NLL loss and accuracy (in [0, 1]) of `model` on (x, y), in eval mode (no
     dropout)."""
+    check_int(batch_size, "batch_size", 1)
+    check_images_and_labels(model, x, y)
     loss, correct = 0.0, 0
     with evaluation(model):
         for i in range(0, len(x), batch_size):
@@ -229,12 +279,7 @@ class FactorisedEvaluator:
 
     @torch.no_grad()
     def __init__(self, model: MnistFCNet, x: torch.Tensor, y: torch.Tensor):
-        # non-empty and finite: NaN images would score a plausible accuracy
-        check_matrix(x, "x")
-        tensor = isinstance(y, torch.Tensor)
-        got = f"{y.dtype} of shape {tuple(y.shape)}" if tensor else type(y).__name__
-        ok = tensor and y.shape == (len(x),) and not y.is_floating_point()
-        check(ok, "y", f"{len(x)} integer labels", got)
+        check_images_and_labels(model, x, y)
         self.model, self.y = model, y
         self.shape = tuple(model.W.shape)
         with evaluation(model):
@@ -242,18 +287,7 @@ class FactorisedEvaluator:
 
     @torch.no_grad()
     def __call__(self, U: torch.Tensor, V: torch.Tensor) -> tuple[float, float]:
-        m, n = self.shape
-        check_matrix(U, "U"), check_matrix(V, "V")
-        ok = U.shape[0] == m and V.shape[1] == n and U.shape[1] == V.shape[0]
-        check(
-            ok, "U, V", f"of shapes ({m}, r) and (r, {n})", f"{tuple(U.shape)} and {tuple(V.shape)}"
-        )
-        check(
-            U.dtype == V.dtype == self.h.dtype,
-            "U, V",
-            f"{self.h.dtype} like the model",
-            f"{U.dtype} and {V.dtype}",
-        )
+        check_factors(U, V, self.model)
         return self._score((self.h @ V.T) @ U.T + self.model.fc2.bias)
 
     @torch.no_grad()

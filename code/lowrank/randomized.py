@@ -124,7 +124,8 @@ def adaptive_range_finder(A, tol, block=10, generator=None, max_rank=None):
     """
     m, n = check_matrix(A)
     check(is_real(tol) and tol > 0, "tol", "a finite number > 0", repr(tol))
-    check_int(block, "block", 1)
+    # 100: a failure probability of min(m, n)·10^(−100) is long past what 1 − P can show
+    check_int(block, "block", 1, 100)
     max_rank = min(m, n) if max_rank is None else max_rank
     check_int(max_rank, "max_rank", 1, min(m, n))
     check_generator(generator)
@@ -300,7 +301,8 @@ def hmt_expected_error(singular_values, k, p, q=0):
     )
     check_int(k, "k", 2, len(σ) - 2)
     check_int(p, "p", 2, len(σ) - k)
-    check_int(q, "q", 0)
+    # q as range_finder's power iterations; a q of no possible run overflowed σ^(2(2q+1))
+    check_int(q, "q", 0, 1000)
     σ = σ.sort(descending=True).values
     if σ[k] == 0:  # rank(A) ≤ k: Y captures range(A) exactly
         return 0.0

@@ -9,23 +9,30 @@ the thread count changes the floats, and a trained model must depend only on its
 """
 
 import hashlib
+import math
 import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from numbers import Integral
 
 import torch
 import torch.nn.functional as F
 
+from lowrank.checks import is_real
 from lowrank.data import Mnist
-from lowrank.model import Dropout, MnistFCNet, evaluate, factorised, weights
+from lowrank.model import MAX_DROPOUT, Dropout, MnistFCNet, evaluate, factorised, weights
 from lowrank.rank import spectral_ranks
 
 # One thread per model: the matrix products of a 64-image batch use a second thread poorly
 # (make train runs one model per core instead), and every way of training (the post, make
 # train, the CLI, train()) must give the same floats for the same config.
 TRAIN_THREADS = 1
+
+SEED_LIMIT = 2**32  # torch's CPU generator keeps the low 32 bits: seed 2**32 would be seed 0
+INT_FIELDS = ("batch_size", "epochs", "seed", "train_subset", "hidden", "rank", "classes")
+REAL_FIELDS = ("lr", "gamma", "dropout", "lam")
 
 
 @dataclass(frozen=True)
@@ -48,17 +55,36 @@ class TrainConfig:
     start: "TrainConfig | None" = None
 
     def __post_init__(self):
+        # types and ranges in one place; numpy integers and floats become Python ones, so
+        # that equal configs have equal cache keys (to_dict is what the key hashes)
+        for name in INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, Integral) and not isinstance(value, bool):
+                object.__setattr__(self, name, int(value))
+        for name in REAL_FIELDS:
+            value = getattr(self, name)
+            if is_real(value):
+                object.__setattr__(self, name, float(value))
+
+        def integer(value, low, high=math.inf):
+            return type(value) is int and low <= value <= high
+
+        def real(value, low, high):
+            return type(value) is float and math.isfinite(value) and low <= value <= high
+
         checks = {
-            "lr": self.lr > 0,
-            "gamma": 0 < self.gamma <= 1,
-            "batch_size": isinstance(self.batch_size, int) and self.batch_size >= 1,
-            "epochs": isinstance(self.epochs, int) and self.epochs >= 1,
-            "dropout": 0 <= self.dropout < 1,
+            "lr": real(self.lr, 0, math.inf) and self.lr > 0,
+            "gamma": real(self.gamma, 0, 1) and self.gamma > 0,
+            "batch_size": integer(self.batch_size, 1),
+            "epochs": integer(self.epochs, 1),
+            "dropout": real(self.dropout, 0, MAX_DROPOUT),
             "penalty": self.penalty in (None, "l1", "l2"),
-            "lam": self.lam >= 0 and (self.lam == 0 or self.penalty is not None),
-            "train_subset": self.train_subset is None or self.train_subset >= 1,
-            "rank": self.rank is None or 1 <= self.rank <= self.hidden,
-            "classes": isinstance(self.classes, int) and 2 <= self.classes <= 10,
+            "lam": real(self.lam, 0, math.inf) and (self.lam == 0 or self.penalty is not None),
+            "seed": integer(self.seed, 0, SEED_LIMIT - 1),
+            "train_subset": self.train_subset is None or integer(self.train_subset, 1),
+            "hidden": integer(self.hidden, 1),
+            "rank": self.rank is None or integer(self.rank, 1, self.hidden),
+            "classes": integer(self.classes, 2, 10),
             "start": self.start is None
             or (
                 isinstance(self.start, TrainConfig)
@@ -69,14 +95,16 @@ class TrainConfig:
             ),
         }
         allowed = {
-            "lr": "> 0",
-            "gamma": "in (0, 1]",
+            "lr": "a finite number > 0",
+            "gamma": "a number in (0, 1]",
             "batch_size": "an integer >= 1",
             "epochs": "an integer >= 1",
-            "dropout": "in [0, 1)",
+            "dropout": "a number in [0, 1 - 2**-32] (dropout keeps a unit on 32 random bits)",
             "penalty": "None, 'l1' or 'l2'",
-            "lam": ">= 0 (and 0 when penalty is None)",
-            "train_subset": "None or >= 1",
+            "lam": "a finite number >= 0 (and 0 when penalty is None)",
+            "seed": "an integer in [0, 2**32) (the random generators keep 32 bits of a seed)",
+            "train_subset": "None or an integer >= 1",
+            "hidden": "an integer >= 1",
             "rank": f"None or an integer in [1, {self.hidden}]",
             "classes": "an integer in [2, 10]",
             "start": "None or the TrainConfig of a dense model with this seed, hidden and classes "
