@@ -375,7 +375,7 @@ def _block_krylov(A, Ω, q):
 
 def block_krylov_svd(A, rank, oversample=10, power_iters=2, generator=None):
     """U, S, Vh with A ≈ U diag(S) Vh of rank k by block Krylov iteration: Musco & Musco
-    (2015), Algorithm 2; Tropp & Webber (2023, arXiv:2306.12418), §4.
+    (2015), Algorithm 2; Tropp & Webber (2023), arXiv:2306.12418.
 
     Where subspace iteration keeps only the last block (AAᵀ)^q AΩ, this keeps every block:
     K = orth[AΩ, (AAᵀ)AΩ, ..., (AAᵀ)^q AΩ] ((q + 1)ℓ columns, at most min(m, n)), then
