@@ -256,7 +256,7 @@ def markdown(results, checks, meta, matches=()):
     ]
     for c in matches:
         if c["torch_q"] is None:
-            torch_part = "none | – | – | – "
+            torch_part = f"none | – | {c['krylov_s']:.4f} | – | – "
         else:
             torch_part = (
                 f"{c['torch_q']} | {c['torch_error']:.3f} | {c['krylov_s']:.4f} "
