@@ -1,7 +1,7 @@
 """Randomized SVD benchmark: ours (subspace iteration, block Krylov, single pass) against
 torch.svd_lowrank, scikit-learn and the full SVD.
 
-    .venv/bin/python bench/rsvd.py             # the full run, ~6 min on one busy core
+    .venv/bin/python bench/rsvd.py             # the full run, ~15 min on one busy core
     .venv/bin/python bench/rsvd.py --quick     # 512x512, a few seconds: a smoke test
     .venv/bin/python bench/rsvd.py --repeats 9 --dtypes float32,float64
 
