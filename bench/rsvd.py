@@ -1,13 +1,18 @@
-"""Randomized SVD benchmark: ours against torch.svd_lowrank, scikit-learn and the full SVD.
+"""Randomized SVD benchmark: ours (subspace iteration, block Krylov, single pass) against
+torch.svd_lowrank, scikit-learn and the full SVD.
 
-    .venv/bin/python bench/rsvd.py             # the full run, ~6 min on one busy core
+    .venv/bin/python bench/rsvd.py             # the full run, ~15 min on one busy core
     .venv/bin/python bench/rsvd.py --quick     # 512x512, a few seconds: a smoke test
     .venv/bin/python bench/rsvd.py --repeats 9 --dtypes float32,float64
 
 For each matrix (the trained model0 W when the cache has it; a synthetic 4096x4096 with
 σ_j = 1/j), each k and q at p = 10: median wall time over --repeats runs with the methods
 interleaved (the order rotates every run), and the spectral error ‖A − U_k S_k V_kᵀ‖₂ / σ_{k+1}
-(median over the first --error-runs runs; 1 is the Eckart–Young optimum). The full
+(median over the first --error-runs runs; 1 is the Eckart–Young optimum). Block Krylov's q is
+its depth (the same 2q + 2 passes over A as subspace iteration at that q); single pass takes no
+q or p (sketch sizes 2k + 1 and 4k + 3) and is measured again in every row. At equal error,
+block Krylov at each q is compared with the least q at which torch.svd_lowrank does as well. The
+full
 torch.linalg.svd is timed --full-repeats times; its rank-k error is exactly σ_{k+1}, so the
 measured value checks the error estimator (lowrank.spectral_error estimates above 2000x2000).
 Writes bench/results/rsvd.json and bench/results/rsvd.md (--quick writes only with --out).
@@ -26,19 +31,22 @@ import torch
 from sklearn.utils.extmath import randomized_svd as sklearn_randomized_svd
 from threadpoolctl import threadpool_limits
 
-from lowrank.randomized import randomized_svd, spectral_error
+from lowrank.randomized import (
+    block_krylov_svd,
+    randomized_svd,
+    single_pass_svd,
+    spectral_error,
+    with_spectrum,
+)
 
 P = 10  # oversampling p, as in the issue
-METHODS = ("ours", "torch.svd_lowrank", "sklearn")
+METHODS = ("ours", "torch.svd_lowrank", "sklearn", "block Krylov", "single pass")
 
 
 def harmonic_matrix(n, seed=0):
     """n×n with σ_j = 1/j and Haar-random singular vectors (QR of Gaussians), built in float64."""
-    g = torch.Generator().manual_seed(seed)
-    X = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64)).Q
-    Y = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64)).Q
     σ = 1 / torch.arange(1, n + 1, dtype=torch.float64)
-    return (X * σ) @ Y.T, σ
+    return with_spectrum(σ, n, n, generator=torch.Generator().manual_seed(seed)), σ
 
 
 def model0_matrix():
@@ -55,8 +63,14 @@ def model0_matrix():
 
 def run_method(method, A, k, q, seed):
     """Rank-k factors (U_k S_k, V_kᵀ) of A by `method`, drawing its randomness from `seed`."""
-    if method == "ours":
-        U, S, Vh = randomized_svd(A, k, P, q, generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    if method in ("ours", "block Krylov", "single pass"):
+        if method == "ours":
+            U, S, Vh = randomized_svd(A, k, P, q, generator=g)
+        elif method == "block Krylov":
+            U, S, Vh = block_krylov_svd(A, k, P, q, generator=g)
+        else:
+            U, S, Vh = single_pass_svd(A, k, generator=g)
         return U * S, Vh
     if method == "torch.svd_lowrank":  # its q is our k + p and its niter our q
         torch.manual_seed(seed)
@@ -95,7 +109,8 @@ def bench_matrix(name, A, σ, ks, qs, args):
             cpu_seconds = {m: [] for m in METHODS}
             errors = {m: [] for m in METHODS}
             for run in range(args.repeats):
-                order = METHODS[run % 3 :] + METHODS[: run % 3]
+                turn = run % len(METHODS)
+                order = METHODS[turn:] + METHODS[:turn]
                 for method in order:
                     t, cpu, (Uk, Vk) = timed(partial(run_method, method, A, k, q, seed=run))
                     seconds[method].append(t)
@@ -171,7 +186,35 @@ def targets(results, big):
     return out
 
 
-def markdown(results, checks, meta):
+def equal_error(results):
+    """Block Krylov at each (k, q) against torch.svd_lowrank at the least q that reaches the
+    same error (within 1%), on the same matrix and dtype: the time ratio, or None when no q
+    measured reaches it."""
+    out = []
+    for r in results:
+        for row in r["rows"]:
+            target = row["error"]["block Krylov"]
+            same_k = [x for x in r["rows"] if x["k"] == row["k"]]
+            reach = [x for x in same_k if x["error"]["torch.svd_lowrank"] <= 1.01 * target]
+            match = min(reach, key=lambda x: x["q"]) if reach else None
+            krylov_s = row["median_s"]["block Krylov"]
+            out.append(
+                {
+                    "matrix": r["name"],
+                    "dtype": r["dtype"],
+                    "k": row["k"],
+                    "q": row["q"],
+                    "error": target,
+                    "torch_q": None if match is None else match["q"],
+                    "torch_error": None if match is None else match["error"]["torch.svd_lowrank"],
+                    "krylov_s": krylov_s,
+                    "torch_s": None if match is None else match["median_s"]["torch.svd_lowrank"],
+                }
+            )
+    return out
+
+
+def markdown(results, checks, meta, matches=()):
     lines = [
         f"Median wall time over {meta['repeats']} interleaved runs, p = {P}, "
         f"threads = {meta['threads']} ({meta['cpu']}; torch {meta['torch']}, "
@@ -189,19 +232,41 @@ def markdown(results, checks, meta):
             f"error / σ_k+1 measures {min(r['full_svd_error'].values()):.4f} to "
             f"{max(r['full_svd_error'].values()):.4f}.",
             "",
-            "| k | q | ours | torch.svd_lowrank | scikit-learn | full SVD "
-            "| error ours | error torch | error sklearn |",
-            "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+            "| k | q | ours | torch.svd_lowrank | scikit-learn | block Krylov | single pass "
+            "| full SVD | error ours | error torch | error sklearn | error Krylov "
+            "| error single pass |",
+            "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         ]
         for row in r["rows"]:
             s, x, e = row["median_s"], row["time_vs_torch"], row["error"]
+            times = " | ".join(f"{s[m]:.4f} ({x[m]:.2f}×)" for m in METHODS)
+            errors = " | ".join(f"{e[m]:.3f}" for m in METHODS)
             lines.append(
-                f"| {row['k']} | {row['q']} | {s['ours']:.4f} ({x['ours']:.2f}×) "
-                f"| {s['torch.svd_lowrank']:.4f} (1×) | {s['sklearn']:.4f} ({x['sklearn']:.2f}×) "
-                f"| {r['full_svd_median_s']:.2f} ({row['full_vs_torch']:.0f}×) "
-                f"| {e['ours']:.3f} | {e['torch.svd_lowrank']:.3f} | {e['sklearn']:.3f} |"
+                f"| {row['k']} | {row['q']} | {times} "
+                f"| {r['full_svd_median_s']:.2f} ({row['full_vs_torch']:.0f}×) | {errors} |"
             )
         lines.append("")
+    lines += [
+        "At equal error: block Krylov at (k, q) against torch.svd_lowrank at the least q whose "
+        "error is within 1% of it (times in s).",
+        "",
+        "| matrix | dtype | k | q | error Krylov | torch q | error torch | Krylov s | torch s "
+        "| torch / Krylov |",
+        "|:--|:--|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for c in matches:
+        if c["torch_q"] is None:
+            torch_part = f"none | – | {c['krylov_s']:.4f} | – | – "
+        else:
+            torch_part = (
+                f"{c['torch_q']} | {c['torch_error']:.3f} | {c['krylov_s']:.4f} "
+                f"| {c['torch_s']:.4f} | {c['torch_s'] / c['krylov_s']:.2f}× "
+            )
+        lines.append(
+            f"| {c['matrix']} | {c['dtype']} | {c['k']} | {c['q']} | {c['error']:.3f} "
+            f"| {torch_part}|"
+        )
+    lines.append("")
     lines += ["Targets:", ""]
     for name, c in checks.items():
         detail = ", ".join(
@@ -230,7 +295,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
-    size, ks, qs = (512, [10, 20], [0, 2]) if args.quick else (4096, [20, 50, 100, 200], [0, 1, 2])
+    size, ks, qs = (512, [10, 20], [0, 2]) if args.quick else (4096, [10, 20, 50], [0, 1, 2, 3])
     if args.quick:
         args.repeats, args.full_repeats, args.error_runs = min(args.repeats, 2), 1, 1
     args.error_runs = min(args.error_runs, args.repeats)
@@ -267,13 +332,16 @@ def main():
         ),
     }
     checks = targets(results, size)
-    table = markdown(results, checks, meta)
+    matches = equal_error(results)
+    table = markdown(results, checks, meta, matches)
     print("\n" + table)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "rsvd.json").write_text(
             json.dumps(
-                {"meta": meta, "targets": checks, "results": results}, indent=1, default=float
+                {"meta": meta, "targets": checks, "equal_error": matches, "results": results},
+                indent=1,
+                default=float,
             )
         )
         (out / "rsvd.md").write_text(table)

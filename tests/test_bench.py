@@ -26,6 +26,7 @@ def test_rsvd_benchmark_quick_run_writes_json_and_table(tmp_path):
     assert results  # at least one matrix measured
     table = (tmp_path / "rsvd.md").read_text()
     assert "torch.svd_lowrank" in table and "| k | q |" in table
+    assert "block Krylov" in table and "single pass" in table and "At equal error" in table
 
 
 def test_train_speed_benchmark_quick_run_writes_json(tmp_path):

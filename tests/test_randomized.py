@@ -10,18 +10,26 @@ import pytest
 import torch
 
 from lowrank.randomized import (
+    Sketch,
     _spectral_norm_estimate,
     adaptive_range_finder,
+    block_krylov_svd,
     compression_ratio,
+    estimate_error,
+    flip_signs,
     frobenius_error,
     hmt_expected_error,
     least_tolerance,
     randomized_low_rank,
     randomized_svd,
     range_finder,
+    single_pass_svd,
     spectral_error,
     srft_range_finder,
     truncated_svd,
+)
+from lowrank.randomized import (
+    with_spectrum as package_with_spectrum,
 )
 
 M, N = 200, 150  # small enough for exact norms in milliseconds
@@ -415,4 +423,227 @@ BAD_INTEGERS = {
 
 @pytest.mark.parametrize("case", BAD_INTEGERS.values(), ids=BAD_INTEGERS.keys())
 def test_bools_huge_integers_and_lists_are_one_line_errors(case):
+    assert_raises_naming(*case)
+
+
+# -- since 2011: block Krylov, single-pass sketches, a posteriori error, signs ----------------
+
+
+def exact_error(A, U, S, Vh):
+    """‖A − U diag(S) Vh‖₂, exactly."""
+    return torch.linalg.matrix_norm(A - (U * S) @ Vh, ord=2).item()
+
+
+def frobenius(A, U, S, Vh):
+    return torch.linalg.matrix_norm(A - (U * S) @ Vh).item()
+
+
+def assert_orthonormal(U, Vh, tol=1e-10):
+    r = U.shape[1]
+    I = torch.eye(r, dtype=U.dtype)
+    assert torch.linalg.matrix_norm(U.mT @ U - I) < tol
+    assert torch.linalg.matrix_norm(Vh @ Vh.mT - I) < tol
+
+
+def test_block_krylov_recovers_rank_k_matrix_exactly():
+    A = rank_k(k=10)
+    for q in (0, 1, 2):
+        U, S, Vh = block_krylov_svd(A, 10, power_iters=q, generator=gen(0))
+        assert exact_error(A, U, S, Vh) / torch.linalg.matrix_norm(A, ord=2) < 1e-10
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_block_krylov_error_is_never_above_subspace_iteration_on_slow_decay(seed):
+    # the same seed draws the same Ω, so K ⊇ range(Q): the best rank-k approximation from
+    # range(K) is at least as good in the Frobenius norm (exactly), and in practice also in
+    # the spectral norm
+    A = with_spectrum(harmonic(), seed=100 + seed)
+    for k in (5, 10, 20):
+        for q in (1, 2, 3):
+            subspace = randomized_svd(A, k, 10, q, generator=gen(seed))
+            krylov = block_krylov_svd(A, k, 10, q, generator=gen(seed))
+            assert exact_error(A, *krylov) <= exact_error(A, *subspace) * (1 + 1e-6)
+            assert frobenius(A, *krylov) <= frobenius(A, *subspace) * (1 + 1e-10)
+
+
+def test_block_krylov_with_depth_0_is_randomized_svd():
+    A = with_spectrum(harmonic())
+    krylov = block_krylov_svd(A, 10, power_iters=0, generator=gen(3))
+    subspace = randomized_svd(A, 10, power_iters=0, generator=gen(3))
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(krylov, subspace))
+
+
+@pytest.mark.parametrize("k, q", [(10, 2), (40, 3)])  # (40 + 10)·4 = 200 > 150: K is capped
+def test_block_krylov_returns_orthonormal_factors(k, q):
+    A = with_spectrum(harmonic())
+    U, S, Vh = block_krylov_svd(A, k, power_iters=q, generator=gen(0))
+    assert (U.shape, S.shape, Vh.shape) == ((M, k), (k,), (k, N))
+    assert_orthonormal(U, Vh)
+    assert exact_error(A, U, S, Vh) >= harmonic()[k].item() * (1 - 1e-12)  # Eckart–Young
+
+
+def test_block_krylov_whose_basis_fills_the_space_is_the_truncated_svd():
+    A, k = with_spectrum(harmonic()), 40  # 4 blocks of 50 > min(m, n) = 150
+    U, S, Vh = block_krylov_svd(A, k, power_iters=3, generator=gen(0))
+    assert exact_error(A, U, S, Vh) == pytest.approx(harmonic()[k].item(), rel=1e-10)
+
+
+def test_block_krylov_is_accurate_in_float32():
+    σ, k = harmonic(), 40  # as test_subspace_iteration_is_accurate_in_float32
+    A = with_spectrum(σ, dtype=torch.float32)
+    U, S, Vh = block_krylov_svd(A, k, power_iters=2, generator=gen(0))
+    assert spectral_error(A, U * S, Vh) <= 1.1 * σ[k].item()
+
+
+@pytest.mark.parametrize("true_rank", [3, 5])
+def test_single_pass_recovers_a_matrix_of_rank_at_most_r_exactly(true_rank):
+    A = rank_k(k=true_rank)
+    U, S, Vh = single_pass_svd(A, 5, generator=gen(0))
+    assert (U.shape, S.shape, Vh.shape) == ((M, 5), (5,), (5, N))
+    assert exact_error(A, U, S, Vh) / torch.linalg.matrix_norm(A, ord=2) < 1e-10
+    assert_orthonormal(U, Vh)
+
+
+def test_sketch_of_a_stream_of_updates_equals_the_sketch_of_their_sum():
+    g = gen(5)
+    updates = [torch.randn(M, N, generator=g, dtype=torch.float64) for _ in range(4)]
+    updates.append(rank_k(k=5))
+    stream = Sketch((M, N), 5, dtype=torch.float64, generator=gen(0))
+    for H in updates:
+        stream.update(H)
+    A = sum(updates)
+    at_once = Sketch((M, N), 5, dtype=torch.float64, generator=gen(0)).update(A)
+    assert torch.allclose(stream.Y, at_once.Y, rtol=0, atol=1e-10 * A.abs().max().item() * N)
+    assert torch.allclose(stream.W, at_once.W, rtol=0, atol=1e-10 * A.abs().max().item() * M)
+    for a, b in zip(stream.result(), single_pass_svd(A, 5, generator=gen(0))):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_sketch_sizes_are_the_recommended_k_2r_plus_1_and_l_2k_plus_1():
+    sketch = Sketch((M, N), 10, dtype=torch.float64, generator=gen(0))
+    assert sketch.Y.shape == (M, 21) and sketch.W.shape == (43, N)
+    tiny = Sketch((6, 4), 3, dtype=torch.float64, generator=gen(0))  # capped by m and n
+    assert tiny.Y.shape == (6, 4) and tiny.W.shape == (6, 4)
+
+
+def test_sketch_result_at_a_lower_rank_is_a_prefix():
+    sketch = Sketch((M, N), 10, dtype=torch.float64, generator=gen(0))
+    sketch.update(with_spectrum(harmonic()))
+    U, S, Vh = sketch.result()
+    U3, S3, Vh3 = sketch.result(3)
+    assert torch.equal(S[:3], S3) and torch.allclose(U[:, :3], U3) and torch.allclose(Vh[:3], Vh3)
+
+
+@pytest.mark.parametrize("draws, allowed", [(10, 0.0), (1, 0.1)])
+def test_estimate_error_bounds_the_true_error_in_the_stated_fraction(draws, allowed):
+    # Lemma 4.1: the bound fails with probability at most 10^(−draws); in practice never
+    failures, trials = 0, 0
+    for seed in range(4):
+        for σ in (harmonic(), geometric(ratio=0.9), torch.ones(N)):
+            A = with_spectrum(σ, seed=seed)
+            for k in (5, 20):
+                Q = range_finder(A, k, generator=gen(seed))
+                for t in range(5):
+                    bound = estimate_error(A, Q, draws, generator=gen(1000 + t))
+                    failures += bound < projection_error(A, Q)
+                    trials += 1
+    assert failures <= allowed * trials
+
+
+def test_estimate_error_of_an_exact_basis_is_zero_to_rounding():
+    A = rank_k(k=10)
+    Q = range_finder(A, 10, generator=gen(0))
+    assert estimate_error(A, Q, generator=gen(1)) < 1e-10 * torch.linalg.matrix_norm(A, ord=2)
+
+
+def test_flip_signs_makes_the_largest_entry_of_each_left_vector_positive():
+    U = torch.tensor([[0.6, 0.8], [-0.8, 0.6]], dtype=torch.float64)
+    Vh = torch.eye(2, dtype=torch.float64)
+    U2, S2, Vh2 = flip_signs(U, torch.ones(2), Vh)
+    assert torch.equal(U2, torch.tensor([[-0.6, 0.8], [0.8, 0.6]], dtype=torch.float64))
+    assert torch.equal(Vh2, torch.tensor([[-1.0, 0.0], [0.0, 1.0]], dtype=torch.float64))
+    assert torch.equal(U2 @ Vh2, U @ Vh)  # the product, the matrix, is unchanged
+
+
+GAPPED = torch.cat([torch.tensor([10.0, 8.0, 6.0, 4.0, 2.0]), 1e-3 * harmonic(N - 5)])
+SVDS = {  # name -> (U, S, Vh) of rank 5 from (A, generator)
+    "truncated_svd": lambda A, g: (*truncated_svd(A, 5), None),
+    "randomized_svd": lambda A, g: randomized_svd(A, 5, generator=g),
+    "randomized_low_rank": lambda A, g: (*randomized_low_rank(A, 5, generator=g), None),
+    "block_krylov_svd": lambda A, g: block_krylov_svd(A, 5, generator=g),
+    "single_pass_svd": lambda A, g: single_pass_svd(A, 5, generator=g),
+}
+
+
+def left_vectors(out):
+    """U of (U, S, Vh), or U S / ‖U S‖ column-wise of the (U S, V) form."""
+    U = out[0]
+    return U / torch.linalg.vector_norm(U, dim=0)
+
+
+@pytest.mark.parametrize("svd", SVDS.values(), ids=SVDS.keys())
+def test_top_singular_vectors_have_the_same_signs_for_20_seeds(svd):
+    A = with_spectrum(GAPPED)
+    reference = left_vectors(truncated_svd(A, 5))
+    for seed in range(20):
+        U = left_vectors(svd(A, gen(seed)))
+        # each u_j within 0.01 of the exact one: the same sign, not just the same line
+        assert torch.linalg.vector_norm(U - reference, dim=0).max() < 1e-2
+
+
+def test_with_spectrum_has_the_given_singular_values():
+    σ = harmonic(50)
+    A = package_with_spectrum(σ, 80, 60, generator=gen(0), dtype=torch.float32)
+    assert A.shape == (80, 60) and A.dtype == torch.float32
+    assert torch.allclose(torch.linalg.svdvals(A.double())[:50], σ, atol=1e-6)
+
+
+def new_calls(A, g):
+    return (
+        *block_krylov_svd(A, 5, power_iters=1, generator=g),
+        *single_pass_svd(A, 5, generator=g),
+        torch.tensor(estimate_error(A, range_finder(A, 5, generator=g), generator=g)),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_new_methods_keep_the_dtype_and_are_deterministic_per_seed(dtype):
+    A = with_spectrum(harmonic(), dtype=dtype)
+    state = torch.get_rng_state()
+    first, again = new_calls(A, gen(7)), new_calls(A, gen(7))
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(out.dtype == dtype for out in first[:6])
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
+NEW_MATRIX_FUNCTIONS = {
+    "block_krylov_svd": (lambda A: block_krylov_svd(A, 1), "A"),
+    "single_pass_svd": (lambda A: single_pass_svd(A, 1), "A"),
+    "estimate_error": (lambda A: estimate_error(A, A_OK[:, :1]), "A"),
+    "Sketch.update": (lambda A: Sketch((20, 10), 1, torch.float64).update(A), "H"),
+}
+NEW_BAD_ARGUMENTS = {
+    "krylov rank 0": (lambda: block_krylov_svd(A_OK, 0), "rank"),
+    "krylov power_iters -1": (lambda: block_krylov_svd(A_OK, 2, power_iters=-1), "power_iters"),
+    "krylov generator=0": (lambda: block_krylov_svd(A_OK, 2, generator=0), "generator"),
+    "single pass rank 11": (lambda: single_pass_svd(A_OK, 11), "rank"),
+    "sketch dtype": (lambda: Sketch((20, 10), 2, torch.int64), "dtype"),
+    "sketch shape": (lambda: Sketch((20, 10), 2, torch.float64).update(A_OK.T), "H"),
+    "sketch H dtype": (lambda: Sketch((20, 10), 2).update(A_OK), "H"),
+    "sketch result rank": (lambda: Sketch((20, 10), 2, torch.float64).result(6), "rank"),
+    "estimate draws 0": (lambda: estimate_error(A_OK, A_OK[:, :1], draws=0), "draws"),
+    "estimate Q rows": (lambda: estimate_error(A_OK, A_OK[:5, :1]), "Q"),
+    "estimate Q dtype": (lambda: estimate_error(A_OK, A_OK[:, :1].float()), "Q"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_MATRICES.values(), ids=BAD_MATRICES.keys())
+@pytest.mark.parametrize("function", NEW_MATRIX_FUNCTIONS.values(), ids=NEW_MATRIX_FUNCTIONS.keys())
+def test_new_methods_refuse_a_bad_matrix_naming_it(function, bad):
+    call, name = function
+    assert_raises_naming(lambda: call(bad), name)
+
+
+@pytest.mark.parametrize("case", NEW_BAD_ARGUMENTS.values(), ids=NEW_BAD_ARGUMENTS.keys())
+def test_new_methods_refuse_a_bad_argument_naming_it(case):
     assert_raises_naming(*case)

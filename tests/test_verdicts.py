@@ -278,3 +278,27 @@ def test_relative_change_branches():
     assert v.relative_change(731.7, 613.9) == "16% lower"
     assert v.relative_change(8.0, 8.4) == "5% higher"
     assert v.relative_change(8.0, 8.01) == "unchanged"
+
+
+def test_passes_to_reach_names_the_fewest_passes_and_the_quickest():
+    runs = {
+        "block Krylov": [(2, 2.0, 0.001), (4, 1.05, 0.004), (6, 1.01, 0.006)],
+        "subspace iteration": [(2, 2.0, 0.001), (4, 1.2, 0.002), (6, 1.08, 0.003)],
+        "single pass": [(1, 3.0, 0.001)],
+    }
+    text = v.passes_to_reach(runs)
+    assert text == (
+        "Coming within 10% of $\\sigma_{k+1}$: block Krylov after 4 passes (4.0 ms) and "
+        "subspace iteration after 6 passes (3.0 ms); single pass not in the passes shown. "
+        "The quickest there is subspace iteration."
+    )
+
+
+def test_passes_to_reach_with_one_or_no_method_there():
+    runs = {"a": [(1, 1.05, 0.002)], "b": [(2, 1.5, 0.001)]}
+    assert v.passes_to_reach(runs) == (
+        "Coming within 10% of $\\sigma_{k+1}$: a after 1 pass (2.0 ms); b not in the passes shown."
+    )
+    assert v.passes_to_reach(runs, within=1.01) == (
+        "None of the methods shown comes within 1% of $\\sigma_{k+1}$."
+    )

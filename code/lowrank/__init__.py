@@ -27,17 +27,23 @@ from lowrank.data import Mnist, load_mnist
 from lowrank.experiments import EXPERIMENTS, describe, is_cached, load_or_train, quick_mode
 from lowrank.model import FactorisedEvaluator, LowRankLinear, MnistFCNet, evaluate, factorised
 from lowrank.randomized import (
+    Sketch,
     adaptive_range_finder,
+    block_krylov_svd,
     compression_ratio,
+    estimate_error,
+    flip_signs,
     frobenius_error,
     hmt_expected_error,
     least_tolerance,
     randomized_low_rank,
     randomized_svd,
     range_finder,
+    single_pass_svd,
     spectral_error,
     srft_range_finder,
     truncated_svd,
+    with_spectrum,
 )
 from lowrank.rank import effective_rank, numerical_rank, stable_rank
 from lowrank.train import TrainConfig, train
@@ -63,6 +69,12 @@ __all__ = [
     "srft_range_finder",
     "randomized_svd",
     "randomized_low_rank",
+    "block_krylov_svd",
+    "Sketch",
+    "single_pass_svd",
+    "estimate_error",
+    "flip_signs",
+    "with_spectrum",
     "spectral_error",
     "frobenius_error",
     "hmt_expected_error",

@@ -16,7 +16,11 @@ for target rank k and oversampling p, and q power iterations.
 Every function keeps its input's dtype and device (scalar results are Python floats) and
 draws random numbers only from `generator` (torch's global generator when it is None),
 so the same seed gives the same output. Flop counts are for dense A, where a product A·Ω
-costs 2mnℓ.
+costs 2mnℓ. Matrices must be float32 or float64 (check_matrix refuses integer, bool, half
+and complex tensors with a ValueError rather than convert them: a silent cast would pick the
+precision for the caller). Every SVD returned (truncated_svd, randomized_svd,
+randomized_low_rank, block_krylov_svd, single_pass_svd, Sketch.result) has its signs fixed
+by flip_signs, so the same matrix gives the same singular vectors whatever the seed.
 """
 
 import math
@@ -61,6 +65,20 @@ def _subspace_iteration(A, Ω, q):
     return Q
 
 
+def flip_signs(U, S, Vh):
+    """U, S, Vh with each pair (u_j, v_j) negated where needed so that u_j's entry of largest
+    magnitude is positive (the first such entry on a tie).
+
+    An SVD fixes each pair only up to a common sign; this choice, scikit-learn's svd_flip with
+    u_based_decision=True, makes the output a function of the matrix alone, not of the random
+    draws or the LAPACK call that produced it (for distinct singular values, and as long as
+    the entry of largest magnitude is not a near-tie). Cost: O((m + n)r).
+    """
+    j = torch.arange(U.shape[1], device=U.device)
+    s = torch.where(U[U.abs().argmax(dim=0), j] < 0, -1, 1).to(U)
+    return U * s, S, Vh * s[:, None]
+
+
 def truncated_svd(W, rank):
     """Best rank-r approximation W_r = U V from the full SVD W = U_W Σ V_Wᵀ.
 
@@ -71,7 +89,7 @@ def truncated_svd(W, rank):
     m, n = check_matrix(W, "W")
     check_int(rank, "rank", 1, min(m, n))
     # U = U_W, Vh = V_Wᵀ: the singular vectors, before truncation and scaling
-    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+    U, S, Vh = flip_signs(*torch.linalg.svd(W, full_matrices=False))
     # LAPACK scales W internally, but σ₁ itself may exceed the dtype's largest number
     big = torch.finfo(W.dtype).max
     σ1 = S[0].item()
@@ -205,10 +223,15 @@ def _check_svd_args(A, name, rank, oversample, power_iters, generator):
 
 def _svd(A, k, ℓ, q, generator):
     Q = _subspace_iteration(A, _gaussian(A, A.shape[1], ℓ, generator), q)
+    return _stage_b(A, Q, k)
+
+
+def _stage_b(A, Q, k):
+    """The leading k triplets of QQᵀA (Algorithm 5.1): B = QᵀA = Ũ S Vh, U = QŨ."""
     B = Q.mT @ A
     # factor the tall Bᵀ = V S Ũᵀ rather than the wide B = Ũ S Vᵀ: LAPACK is ~2× faster
     V, S, Ũh = torch.linalg.svd(B.mT, full_matrices=False)
-    return Q @ Ũh[:k].mT, S[:k], V[:, :k].mT.contiguous()
+    return flip_signs(Q @ Ũh[:k].mT, S[:k], V[:, :k].mT.contiguous())
 
 
 def randomized_svd(A, rank, oversample=10, power_iters=2, generator=None):
@@ -326,3 +349,157 @@ def _real_vector(values):
     got = f"a {values.dtype} tensor" if tensor else type(values).__name__
     check(σ is not None, "singular_values", "real numbers", got)
     return σ
+
+
+# -- since 2011: block Krylov, single-pass sketches, a posteriori error ------------------------
+
+
+def _block_krylov(A, Ω, q):
+    """An orthonormal basis K of span[Y, (AAᵀ)Y, ..., (AAᵀ)^q Y] for Y = AΩ, at most
+    min(m, n) columns: block Lanczos with full reorthogonalisation."""
+    size = min((q + 1) * Ω.shape[1], *A.shape)
+    blocks = [_orth(_times(A, Ω))]
+    width = blocks[0].shape[1]
+    for _ in range(q):
+        if width >= size:
+            break
+        K = torch.cat(blocks, dim=1)
+        # the same orthonormalised products as subspace iteration: (AAᵀ)Q_i spans the next
+        # block up to a change of basis, and float32 keeps the small singular directions
+        X = _times(A, _orth(_times(A.mT, blocks[-1])))
+        # project away from K twice: once leaves a component of size ε‖X‖ along K, and
+        # the basis would slowly lose orthogonality (the Lanczos instability)
+        for _ in range(2):
+            X = X - K @ (K.mT @ X)
+        blocks.append(_orth(X[:, : size - width]))
+        width += blocks[-1].shape[1]
+    return torch.cat(blocks, dim=1)
+
+
+def block_krylov_svd(A, rank, oversample=10, power_iters=2, generator=None):
+    """U, S, Vh with A ≈ U diag(S) Vh of rank k by block Krylov iteration: Musco & Musco
+    (2015), Algorithm 2; Tropp & Webber (2023), arXiv:2306.12418.
+
+    Where subspace iteration keeps only the last block (AAᵀ)^q AΩ, this keeps every block:
+    K = orth[AΩ, (AAᵀ)AΩ, ..., (AAᵀ)^q AΩ] ((q + 1)ℓ columns, at most min(m, n)), then
+    Rayleigh–Ritz, the SVD of KᵀA, as in randomized_svd's stage B. K contains range_finder's
+    Q for the same Ω (the same generator state), so its Frobenius error is never larger.
+    q = 0 is randomized_svd with q = 0. Arguments, checks and return convention are
+    randomized_svd's; A float32 or float64 (integer matrices are refused, see the module).
+
+    Passes over A: 2q + 2, the same as randomized_svd at the same q: 2q + 1 to build K and one
+    for KᵀA. That last product is (q + 1) times wider, so flops are (3q + 2)·2mnℓ against
+    (2q + 2)·2mnℓ, plus O(m((q + 1)ℓ)²) to reorthogonalise and O(n((q + 1)ℓ)²) for the SVD.
+    """
+    ℓ = _check_svd_args(A, "A", rank, oversample, power_iters, generator)
+    K = _block_krylov(A, _gaussian(A, A.shape[1], ℓ, generator), power_iters)
+    return _stage_b(A, K, rank)
+
+
+class Sketch:
+    """The linear sketches Y = AΩ (m×k) and W = ΨA (ℓ×n) of an m×n matrix A that is seen
+    once, as a sum of updates A = H₁ + H₂ + ...: Tropp, Yurtsever, Udell & Cevher (2017),
+    "Practical sketching algorithms for low-rank matrix approximation", SIMAX 38(4),
+    Algorithms 1, 2, 3 and 7.
+
+        sketch = Sketch(W.shape, rank=20, dtype=W.dtype, generator=g)
+        for H in updates:
+            sketch.update(H)
+        U, S, Vh = sketch.result()
+
+    k = 2r + 1 and ℓ = 2k + 1 (capped at min(m, n) and m), the sizes §5.4 recommends for a
+    fixed rank r. Storage: (m + n)k + (m + n)ℓ numbers for Ω, Ψ, Y, W, about 6(m + n)r.
+    """
+
+    def __init__(self, shape, rank, dtype=torch.float32, device="cpu", generator=None):
+        check(len(shape) == 2, "shape", "(m, n)", tuple(shape))
+        m, n = shape
+        check_int(m, "m", 1)
+        check_int(n, "n", 1)
+        check_int(rank, "rank", 1, min(m, n))
+        check(dtype in (torch.float32, torch.float64), "dtype", "float32 or float64", dtype)
+        check_generator(generator)
+        self.rank = rank
+        k = min(2 * rank + 1, m, n)
+        ℓ = min(2 * k + 1, m)
+        self.Y = torch.zeros(m, k, dtype=dtype, device=device)
+        self.W = torch.zeros(ℓ, n, dtype=dtype, device=device)
+        self.Ω = _gaussian(self.Y, n, k, generator)
+        self.Ψ = _gaussian(self.Y, ℓ, m, generator)
+
+    def update(self, H):
+        """A ← A + H (Algorithm 2 with θ = η = 1): Y += HΩ, W += ΨH. Cost: 2mn(k + ℓ)
+        flops for a dense H; returns the sketch."""
+        m, n = check_matrix(H, "H")
+        shape = (self.Y.shape[0], self.W.shape[1])
+        check((m, n) == shape, "H", f"of shape {shape}", tuple(H.shape))
+        check(H.dtype == self.Y.dtype, "H", f"of the sketch's dtype {self.Y.dtype}", H.dtype)
+        self.Y += _times(H, self.Ω)
+        self.W += self.Ψ @ H
+        return self
+
+    def result(self, rank=None):
+        """U, S, Vh of the rank-r approximation Q [X]_r, X = (ΨQ)^† W, Q = orth(Y):
+        Algorithm 7 (fixed-rank). r defaults to the rank the sketch was sized for.
+
+        Exact when rank(A) ≤ r: then Y spans range(A), W = (ΨQ)(QᵀA) and X = QᵀA. The
+        pseudo-inverse is applied by a QR of ΨQ (Algorithm 3). Cost: O(mk² + ℓkn + k²n).
+        """
+        rank = self.rank if rank is None else rank
+        check_int(rank, "rank", 1, self.Y.shape[1])
+        Q = _orth(self.Y)
+        P, T = torch.linalg.qr(self.Ψ @ Q)
+        X = torch.linalg.solve_triangular(T, P.mT @ self.W, upper=True)
+        Ũ, S, Vh = torch.linalg.svd(X, full_matrices=False)
+        return flip_signs(Q @ Ũ[:, :rank], S[:rank], Vh[:rank].contiguous())
+
+
+def single_pass_svd(A, rank, generator=None):
+    """U, S, Vh with A ≈ U diag(S) Vh of rank r from one pass over A: Sketch(A.shape, r)
+    updated with A once, then its result (Tropp et al. 2017, Algorithm 7).
+
+    For a matrix that is at hand this is one product with Ω and one with Ψ, 2mn(k + ℓ) ≈
+    12mnr flops, no power iterations: it is for A that can be read only once. A float32 or
+    float64 (integer matrices are refused, see the module).
+    """
+    m, n = check_matrix(A)
+    check_int(rank, "rank", 1, min(m, n))
+    check_generator(generator)
+    return Sketch(A.shape, rank, A.dtype, A.device, generator).update(A).result()
+
+
+def estimate_error(A, Q, draws=10, generator=None):
+    """A bound on ‖(I − QQᵀ)A‖₂ that holds with probability at least 1 − 10^(−draws): HMT
+    §4.3, eq. (4.3) (Lemma 4.1 with α = 10).
+
+    10√(2/π)·max_i ‖(I − QQᵀ)Aω_i‖ for `draws` Gaussian vectors ω_i. Q must have orthonormal
+    columns (not checked) and A's dtype, float32 or float64. Cost: 2mn·draws flops for AΩ,
+    one pass over A, plus 4mk·draws for the projection, where k = Q.shape[1].
+    """
+    m, n = check_matrix(A)
+    check_matrix(Q, "Q")
+    check(Q.shape[0] == m, "Q", f"of shape ({m}, k)", tuple(Q.shape))
+    check(Q.dtype == A.dtype, "Q", f"of A's dtype {A.dtype}", Q.dtype)
+    check_int(draws, "draws", 1)
+    check_generator(generator)
+    Y = _times(A, _gaussian(A, n, draws, generator))
+    R = Y - Q @ (Q.mT @ Y)
+    return 10 * math.sqrt(2 / math.pi) * torch.linalg.vector_norm(R, dim=0).max().item()
+
+
+def with_spectrum(σ, m, n, generator=None, dtype=torch.float64):
+    """A test matrix X diag(σ) Yᵀ (m×n) whose singular values are σ: X (m×r) and Y (n×r)
+    orthonormal, from the QR of Gaussian matrices (Haar-distributed), r = len(σ) ≤ min(m, n).
+
+    Built in float64, then cast to dtype. Cost: O((m + n)r²) for the QRs plus 2mnr.
+    """
+    σ = torch.as_tensor(σ, dtype=torch.float64)
+    check(σ.ndim == 1, "σ", "a 1-D tensor", f"shape {tuple(σ.shape)}")
+    check_int(m, "m", 1)
+    check_int(n, "n", 1)
+    check(1 <= len(σ) <= min(m, n), "σ", f"of length in [1, {min(m, n)}]", len(σ))
+    check_generator(generator)
+    r = len(σ)
+    X = _orth(torch.randn(m, r, generator=generator, dtype=torch.float64))
+    Y = _orth(torch.randn(n, r, generator=generator, dtype=torch.float64))
+    return ((X * σ) @ Y.T).to(dtype)

@@ -431,3 +431,34 @@ def relative_change(before: float, after: float) -> str:
     if change == 0:
         return "unchanged"
     return f"{abs(change)}% {'lower' if change < 0 else 'higher'}"
+
+
+def passes_to_reach(
+    runs: Mapping[str, Sequence[tuple[int, float, float]]], within: float = 1.1
+) -> str:
+    """Which method first comes within `within` × σ_{k+1}, in passes over A and in time.
+
+    `runs` maps a method to its (passes, error / σ_{k+1}, seconds), one per setting. For each
+    method the setting with the fewest passes that is within the target counts.
+    """
+    reached = {}
+    for method, settings in runs.items():
+        good = [s for s in sorted(settings) if s[1] <= within]
+        if good:
+            reached[method] = good[0]
+    target = f"within {100 * (within - 1):.0f}% of $\\sigma_{{k+1}}$"
+    if not reached:
+        return f"None of the methods shown comes {target}."
+    parts = [
+        f"{method} after {p} pass{'es' if p != 1 else ''} ({1e3 * t:.1f} ms)"
+        for method, (p, _, t) in sorted(reached.items(), key=lambda item: item[1][0])
+    ]
+    missed = [method for method in runs if method not in reached]
+    text = f"Coming {target}: {_join(parts)}"
+    if missed:
+        text += f"; {_join(missed)} not in the passes shown"
+    text += "."
+    if len(reached) > 1:
+        fastest = min(reached, key=lambda method: reached[method][2])
+        text += f" The quickest there is {fastest}."
+    return text
