@@ -29,12 +29,6 @@ NOT_PROJECT = (
 )
 
 
-# what .github/workflows/publish.yml writes into _quarto-pages.yml, with stand-in addresses
-PAGES_PROFILE = (
-    'website:\n  site-url: "https://example.org/lowrank/"\n'
-    '  repo-url: "https://github.com/example/lowrank"\n'
-)
-
 # lines for the end of the test report: render time, measured widths (test_render.py adds them)
 MEASURED: list[str] = []
 
@@ -124,8 +118,11 @@ def rendered_site(tmp_path_factory) -> Path:
     if quarto is None:
         skip_or_fail("quarto is not on PATH; .ci/run installs it and then runs the render tests")
     copy = copy_project(tmp_path_factory.mktemp("project"))
-    # the profile publish.yml writes, with stand-in addresses: feed, citation URL, source links
-    (copy / "_quarto-pages.yml").write_text(PAGES_PROFILE)
+    # the profile publish.yml writes, by its own step, with stand-in addresses (tests/workflow.py):
+    # feed, citation URL, source links
+    from workflow import pages_profile
+
+    pages_profile(copy)
     env = {
         **os.environ,
         "LOWRANK_QUICK": "1",

@@ -12,8 +12,9 @@ import xml.etree.ElementTree as ET
 import pytest
 from bs4 import BeautifulSoup
 
-SITE_URL = "https://example.org/lowrank/"  # conftest.PAGES_PROFILE
-REPO_URL = "https://github.com/example/lowrank"
+# what the workflow's step writes for the stand-ins of tests/workflow.py
+SITE_URL = "https://example.github.io/lowrank/"
+REPO_URL = "https://github.com/Example/lowrank"
 
 
 @pytest.fixture(scope="module")
