@@ -29,6 +29,8 @@ NOT_PROJECT = (
 )
 
 
+STAND_IN_SHA = "0123456789abcdef0123456789abcdef01234567"  # the rendered commit, in the render
+
 # lines for the end of the test report: render time, measured widths (test_render.py adds them)
 MEASURED: list[str] = []
 
@@ -136,6 +138,11 @@ def rendered_site(tmp_path_factory) -> Path:
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "MNIST_DATA_DIR": os.environ.get("MNIST_DATA_DIR") or str(ROOT / "data"),
         "QUARTO_PROFILE": "pages",
+        # what GitHub Actions tells the post about its repository (lowrank.page), with the
+        # stand-ins of tests/workflow.py: source links and the Binder link
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "Example/lowrank",
+        "GITHUB_SHA": STAND_IN_SHA,
     }
     start = time.perf_counter()
     done = subprocess.run(

@@ -131,6 +131,15 @@ def test_landing_page_lists_the_post(rendered_site):
 LAYOUT_JS = """() => {
   const items = [];
   const where = el => el.id || (el.closest('[id]') || {}).id || '';
+  const viewport = document.documentElement.clientWidth;
+  // whether el scrolls sideways in a box of its own (itself or a parent) that fits the screen
+  const scrolls = el => {
+    for (let e = el; e && e !== document.body; e = e.parentElement) {
+      if (['auto', 'scroll'].includes(getComputedStyle(e).overflowX))
+        return e.getBoundingClientRect().right <= viewport + 1;
+    }
+    return false;
+  };
   // figures: each figure container, and the image inside it against that container
   document.querySelectorAll('main .quarto-figure, main figure').forEach(el => {
     const img = el.querySelector('img');
@@ -140,18 +149,17 @@ LAYOUT_JS = """() => {
   // code: the post's code blocks; other preformatted text (the citation box) is checked too
   document.querySelectorAll('main pre').forEach(el => items.push(
     {kind: el.classList.contains('sourceCode') && !el.closest('#quarto-appendix')
-           ? 'code' : 'pre', id: where(el), overflow: getComputedStyle(el).overflowX,
+           ? 'code' : 'pre', id: where(el), scrolls: scrolls(el),
      scroll: el.scrollWidth, client: el.clientWidth, width: el.getBoundingClientRect().width}));
   // tables, measured in the box that holds them (a cell's output)
   document.querySelectorAll('main table').forEach(el => {
     const box = el.closest('.cell-output-display') || el.parentElement;
-    items.push({kind: 'table', id: where(el), overflow: getComputedStyle(box).overflowX,
+    items.push({kind: 'table', id: where(el), scrolls: scrolls(el),
                 scroll: box.scrollWidth, client: box.clientWidth,
                 width: el.getBoundingClientRect().width});
   });
   const text = document.querySelector('main p:not(header p)');
-  return {items, body: document.documentElement.scrollWidth,
-          viewport: document.documentElement.clientWidth,
+  return {items, body: document.documentElement.scrollWidth, viewport,
           column: text ? text.getBoundingClientRect().width : 0};
 }"""
 
@@ -186,7 +194,7 @@ def test_layout_in_a_browser(rendered_site, width, height):
         i
         for i in layout["items"]
         if i["scroll"] > i["client"] + 1
-        and (width >= 1280 or i["kind"] == "figure" or i["overflow"] not in ("auto", "scroll"))
+        and (width >= 1280 or i["kind"] == "figure" or not i["scrolls"])
     ]
     assert not overflowing, (
         f"wider than their column at {width} px (scrollWidth > clientWidth + 1):\n"
