@@ -82,6 +82,7 @@ def test_a_share_trains_its_models_and_collects_them_to_save(project, monkeypatc
     carried = copy / ".cache" / "new"
     carried.mkdir()
     (carried / "last-run.pt").write_bytes(b"")  # this share's save from its last run
+    (carried / "shared-before.pt").write_bytes(b"older")  # the shared set's copy is kept
 
     for name in ("Merge", "Train share ${{ matrix.shard }} of 4"):
         code, out, outputs = run_step(find_step(name, "train"), copy, env)
@@ -95,6 +96,7 @@ def test_a_share_trains_its_models_and_collects_them_to_save(project, monkeypatc
     assert code == 0, out
     expected = {experiments.cache_path(*job).name for job in share}
     assert set(pt(copy / ".cache" / "new")) == expected | {"last-run.pt"}
+    assert (old / "shared-before.pt").read_bytes() == b""
     assert outputs == {"any": "true"}
 
 
