@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+EXTRAS ?= dev  # CI adds actionlint (an extra of its own: it downloads its binary at install)
 export QUARTO_PYTHON := $(abspath $(PY))
 # Quarto (pip install quarto-cli puts it in .venv/bin) and the Jupyter kernel must come from the venv.
 WITH_VENV := PATH="$(abspath $(VENV))/bin:$$PATH"
@@ -26,7 +27,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[$(strip $(EXTRAS))]'
 	touch $@
 
 lint: setup

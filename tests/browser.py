@@ -65,8 +65,15 @@ def serve(directory):
 
 
 @contextmanager
-def open_page(target, width: int = 1280, height: int = 800, timeout_ms: int = 60_000):
-    """Yield (page, console) with `target` (a path or URL) loaded in a fresh browser."""
+def open_page(
+    target,
+    width: int = 1280,
+    height: int = 800,
+    timeout_ms: int = 60_000,
+    color_scheme: str = "light",
+):
+    """Yield (page, console) with `target` (a path or URL) loaded in a fresh browser whose
+    system setting is `color_scheme` ("light" or "dark")."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -82,7 +89,9 @@ def open_page(target, width: int = 1280, height: int = 800, timeout_ms: int = 60
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=FLAGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
+            page = browser.new_page(
+                viewport={"width": width, "height": height}, color_scheme=color_scheme
+            )
             page.set_default_timeout(timeout_ms)
             console: list[str] = []
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))

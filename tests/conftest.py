@@ -29,11 +29,7 @@ NOT_PROJECT = (
 )
 
 
-# what .github/workflows/publish.yml writes into _quarto-pages.yml, with stand-in addresses
-PAGES_PROFILE = (
-    'website:\n  site-url: "https://example.org/lowrank/"\n'
-    '  repo-url: "https://github.com/example/lowrank"\n'
-)
+STAND_IN_SHA = "0123456789abcdef0123456789abcdef01234567"  # the rendered commit, in the render
 
 # lines for the end of the test report: render time, measured widths (test_render.py adds them)
 MEASURED: list[str] = []
@@ -124,8 +120,11 @@ def rendered_site(tmp_path_factory) -> Path:
     if quarto is None:
         skip_or_fail("quarto is not on PATH; .ci/run installs it and then runs the render tests")
     copy = copy_project(tmp_path_factory.mktemp("project"))
-    # the profile publish.yml writes, with stand-in addresses: feed, citation URL, source links
-    (copy / "_quarto-pages.yml").write_text(PAGES_PROFILE)
+    # the profile publish.yml writes, by its own step, with stand-in addresses (tests/workflow.py):
+    # feed, citation URL, source links
+    from workflow import pages_profile
+
+    pages_profile(copy)
     env = {
         **os.environ,
         "LOWRANK_QUICK": "1",
@@ -139,6 +138,11 @@ def rendered_site(tmp_path_factory) -> Path:
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "MNIST_DATA_DIR": os.environ.get("MNIST_DATA_DIR") or str(ROOT / "data"),
         "QUARTO_PROFILE": "pages",
+        # what GitHub Actions tells the post about its repository (lowrank.page), with the
+        # stand-ins of tests/workflow.py: source links and the Binder link
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "Example/lowrank",
+        "GITHUB_SHA": STAND_IN_SHA,
     }
     start = time.perf_counter()
     done = subprocess.run(

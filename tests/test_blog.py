@@ -12,8 +12,9 @@ import xml.etree.ElementTree as ET
 import pytest
 from bs4 import BeautifulSoup
 
-SITE_URL = "https://example.org/lowrank/"  # conftest.PAGES_PROFILE
-REPO_URL = "https://github.com/example/lowrank"
+# what the workflow's step writes for the stand-ins of tests/workflow.py
+SITE_URL = "https://example.github.io/lowrank/"
+REPO_URL = "https://github.com/Example/lowrank"
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +65,13 @@ def test_licence_source_links_lightbox_and_notebook_link(soup):
     assert any(h.startswith(f"{REPO_URL}/issues/new") for h in hrefs), "no 'Report an issue' link"
     assert soup.select("a.lightbox img"), "figures do not open in a lightbox"
     assert "index.ipynb" in hrefs, "the page does not link its notebook"
+
+
+def test_the_post_opens_on_binder_at_the_rendered_commit(soup):
+    from conftest import STAND_IN_SHA
+
+    binder = [a["href"] for a in soup.select("main a") if "mybinder.org" in a.get("href", "")]
+    assert binder == [
+        f"https://mybinder.org/v2/gh/Example/lowrank/{STAND_IN_SHA}"
+        "?urlpath=lab/tree/post/index.ipynb"
+    ]

@@ -1,7 +1,7 @@
 import time
 
 from lowrank import MnistFCNet
-from lowrank.page import Markdown, repo_link, repository_url, source_block, timed
+from lowrank.page import Markdown, binder_url, repo_link, repository_url, source_block, timed
 
 
 def test_repository_url_from_github_actions_then_from_the_remote():
@@ -35,3 +35,10 @@ def test_source_block_is_the_real_source_in_a_wrapping_code_block():
 
 def test_timed_measures_the_call():
     assert timed(time.sleep, 0.01) >= 0.01  # sleep waits at least that long
+
+
+def test_binder_opens_the_notebook_at_the_commit_only_for_a_github_repository():
+    url = binder_url("https://github.com/me/lowrank", commit="abc123")
+    assert url == "https://mybinder.org/v2/gh/me/lowrank/abc123?urlpath=lab/tree/post/index.ipynb"
+    assert binder_url("https://gitlab.com/me/lowrank", commit="abc123") is None
+    assert binder_url("", commit="abc123") is None

@@ -127,10 +127,19 @@ def test_landing_page_lists_the_post(rendered_site):
     assert "post/index.html" in (rendered_site / "index.html").read_text()
 
 
-# Layout, measured in a browser: what a reader on a laptop sees.
+# Layout, measured in a browser: what a reader on a laptop and on a phone sees.
 LAYOUT_JS = """() => {
   const items = [];
   const where = el => el.id || (el.closest('[id]') || {}).id || '';
+  const viewport = document.documentElement.clientWidth;
+  // whether el scrolls sideways in a box of its own (itself or a parent) that fits the screen
+  const scrolls = el => {
+    for (let e = el; e && e !== document.body; e = e.parentElement) {
+      if (['auto', 'scroll'].includes(getComputedStyle(e).overflowX))
+        return e.getBoundingClientRect().right <= viewport + 1;
+    }
+    return false;
+  };
   // figures: each figure container, and the image inside it against that container
   document.querySelectorAll('main .quarto-figure, main figure').forEach(el => {
     const img = el.querySelector('img');
@@ -140,22 +149,29 @@ LAYOUT_JS = """() => {
   // code: the post's code blocks; other preformatted text (the citation box) is checked too
   document.querySelectorAll('main pre').forEach(el => items.push(
     {kind: el.classList.contains('sourceCode') && !el.closest('#quarto-appendix')
-           ? 'code' : 'pre', id: where(el),
+           ? 'code' : 'pre', id: where(el), scrolls: scrolls(el),
      scroll: el.scrollWidth, client: el.clientWidth, width: el.getBoundingClientRect().width}));
+  // tables, measured in the box that holds them (a cell's output)
+  document.querySelectorAll('main table').forEach(el => {
+    const box = el.closest('.cell-output-display') || el.parentElement;
+    items.push({kind: 'table', id: where(el), scrolls: scrolls(el),
+                scroll: box.scrollWidth, client: box.clientWidth,
+                width: el.getBoundingClientRect().width});
+  });
   const text = document.querySelector('main p:not(header p)');
-  return {items, body: document.documentElement.scrollWidth,
-          viewport: document.documentElement.clientWidth,
+  return {items, body: document.documentElement.scrollWidth, viewport,
           column: text ? text.getBoundingClientRect().width : 0};
 }"""
 
 
-def test_layout_in_a_browser(rendered_site):
+@pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])  # a laptop, a phone
+def test_layout_in_a_browser(rendered_site, width, height):
     from browser import open_page, serve
     from conftest import MEASURED
 
     with (
         serve(rendered_site) as url,
-        open_page(f"{url}/post/index.html", width=1280, height=800) as (page, console),
+        open_page(f"{url}/post/index.html", width=width, height=height) as (page, console),
     ):
         page.wait_for_load_state("load")
         layout = page.evaluate(LAYOUT_JS)
@@ -172,20 +188,27 @@ def test_layout_in_a_browser(rendered_site):
                           && !!document.getElementById(decodeURIComponent(a.hash.slice(1)))}))""")
         errors = list(console)
 
-    overflowing = [i for i in layout["items"] if i["scroll"] > i["client"] + 1]
+    # on a laptop everything fits its column; on a phone code and tables may scroll, each in
+    # its own box, but figures fit and the page itself never scrolls sideways
+    overflowing = [
+        i
+        for i in layout["items"]
+        if i["scroll"] > i["client"] + 1
+        and (width >= 1280 or i["kind"] == "figure" or not i["scrolls"])
+    ]
     assert not overflowing, (
-        "wider than their column (scrollWidth > clientWidth + 1):\n"
+        f"wider than their column at {width} px (scrollWidth > clientWidth + 1):\n"
         + "\n".join(
             f"{i['kind']} in #{i['id']}: {i['scroll']} > {i['client']}" for i in overflowing
         )
     )
     assert layout["body"] <= layout["viewport"] + 1, f"the page scrolls sideways: {layout['body']}"
-    for kind in ("figure", "code"):
+    for kind in ("figure", "code", "table"):
         items = [i for i in layout["items"] if i["kind"] == kind]
         assert items, f"no {kind} measured"
         widest = max(items, key=lambda i: (i["width"], i["scroll"]))
         MEASURED.append(
-            f"widest {kind} at 1280x800: #{widest['id']}, {widest['width']:.0f} px wide "
+            f"widest {kind} at {width}x{height}: #{widest['id']}, {widest['width']:.0f} px wide "
             f"(container scrollWidth {widest['scroll']} px, clientWidth "
             f"{widest['client']} px; text column {layout['column']:.0f} px)"
         )
@@ -225,3 +248,38 @@ def test_layout_in_a_browser(rendered_site):
 
     real = [e for e in errors if checked(e)]
     assert not real, "console errors:\n" + "\n".join(real)
+
+
+COLOURS_JS = """() => {
+  const lum = c => { const [r, g, b] = c.match(/[0-9.]+/g).map(Number);
+                     return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255; };
+  const img = document.querySelector('main .cell-output-display img');
+  const p = document.querySelector('main p:not(header p)');
+  return {dark: document.body.classList.contains('quarto-dark'),
+          background: lum(getComputedStyle(document.body).backgroundColor),
+          text: lum(getComputedStyle(p).color), filter: getComputedStyle(img).filter};
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_page_follows_the_readers_colour_scheme(rendered_site, scheme):
+    """Light or dark as the system is set; in dark mode the figures' ink is inverted, on their
+    transparent background."""
+    from browser import open_page, serve
+    from PIL import Image
+
+    with (
+        serve(rendered_site) as url,
+        open_page(f"{url}/post/index.html", color_scheme=scheme) as (page, _),
+    ):
+        page.wait_for_load_state("load")
+        got = page.evaluate(COLOURS_JS)
+    if scheme == "dark":
+        assert got["dark"] and got["background"] < 0.2 and got["text"] > 0.7, got
+        assert "invert(1)" in got["filter"], got
+    else:
+        assert not got["dark"] and got["background"] > 0.9 and got["text"] < 0.4, got
+        assert got["filter"] == "none", got
+    for png in (rendered_site / "post" / "index_files" / "figure-html").glob("*.png"):
+        with Image.open(png) as image:
+            assert image.mode == "RGBA" and image.getpixel((0, 0))[3] == 0, png.name

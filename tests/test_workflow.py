@@ -1,12 +1,16 @@
-"""The publish workflow, checked offline: zizmor, GitHub's workflow schema, and the rules we
-rely on.
+"""The publish workflow, checked offline: zizmor, actionlint, GitHub's workflow schema, and the
+rules we rely on.
 
     .venv/bin/pytest tests/test_workflow.py
 
-zizmor and check-jsonschema are dev dependencies; `make setup` installs them.
+zizmor and check-jsonschema are dev dependencies; `make setup` installs them. actionlint is the
+extra `actionlint` (`make setup EXTRAS=dev,actionlint`): its install downloads a binary from
+GitHub, so where it is missing its test skips, unless LOWRANK_REQUIRE_ACTIONLINT=1 (the
+workflow sets it).
 """
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -26,13 +30,13 @@ PULL_REQUEST = ("pull_request", "refs/pull/7/merge")
 DISPATCH_BRANCH = ("workflow_dispatch", "refs/heads/some-branch")
 
 
-def tool(name):
+def tool(name, missing=pytest.fail, extra="dev"):
     """Path of a dev tool installed next to this Python, else on PATH; fail (not skip) if
     missing."""
     here = Path(sys.executable).parent / name
     found = str(here) if here.exists() else shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} is not installed; run `make setup` (it is a dev dependency)")
+        missing(f"{name} is not installed; run `make setup EXTRAS={extra}` (the extra has it)")
     return found
 
 
@@ -45,16 +49,16 @@ def wf():
     return yaml.safe_load(WORKFLOW.read_text())
 
 
-def steps(wf, job="build"):
+def steps(wf, job="render"):
     return wf["jobs"][job]["steps"]
 
 
-def step_running(wf, command):
-    (step,) = [s for s in steps(wf) if command in s.get("run", "")]
+def step_running(wf, command, job="render"):
+    (step,) = [s for s in steps(wf, job) if command in s.get("run", "")]
     return step
 
 
-def step_using(wf, action, job="build"):
+def step_using(wf, action, job="render"):
     return [s for s in steps(wf, job) if s.get("uses", "").startswith(action + "@")]
 
 
@@ -83,6 +87,13 @@ def test_zizmor_reports_nothing():
     assert result.returncode == 0, result.stderr
 
 
+def test_actionlint_reports_nothing():
+    required = os.environ.get("LOWRANK_REQUIRE_ACTIONLINT", "").strip() == "1"
+    actionlint = tool("actionlint", pytest.fail if required else pytest.skip, "dev,actionlint")
+    result = lint(actionlint, "-no-color")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_workflow_matches_github_schema():
     result = lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -107,25 +118,30 @@ def test_triggers(wf):
 
 def test_permissions_are_least_privilege(wf):
     assert wf["permissions"] == {}
-    assert wf["jobs"]["build"]["permissions"] == {"contents": "read"}
+    for name in ("test", "train", "render"):
+        assert wf["jobs"][name]["permissions"] == {"contents": "read"}, name
     assert wf["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
 
 
-def test_superseded_runs_are_cancelled_and_jobs_time_out(wf):
+def test_superseded_runs_are_cancelled_on_pull_requests_only_and_jobs_time_out(wf):
     assert "github.ref" in wf["concurrency"]["group"]
-    assert wf["concurrency"]["cancel-in-progress"] is True
+    cancel = wf["concurrency"]["cancel-in-progress"]
+    assert runs(cancel, *PULL_REQUEST)
+    for run in (PUSH_MAIN, DISPATCH_MAIN, DISPATCH_BRANCH):  # main is never stopped half-way
+        assert not runs(cancel, *run)
     for job in wf["jobs"].values():
         assert 0 < job["timeout-minutes"] <= 120
 
 
 def test_checkout_does_not_keep_the_token(wf):
-    (checkout,) = step_using(wf, "actions/checkout")
-    assert checkout["with"]["persist-credentials"] is False
+    for name in ("test", "train", "render"):
+        (checkout,) = step_using(wf, "actions/checkout", name)
+        assert checkout["with"]["persist-credentials"] is False
 
 
 def test_deploy_runs_only_on_main_and_never_on_pull_requests(wf):
     deploy = wf["jobs"]["deploy"]
-    assert deploy["needs"] == "build"
+    assert deploy["needs"] == "render"
     assert deploy["environment"]["name"] == "github-pages"
     assert deploy["environment"]["url"] == "${{ steps.deployment.outputs.page_url }}"
     assert step_using(wf, "actions/deploy-pages", job="deploy")[0]["id"] == "deployment"
@@ -146,23 +162,74 @@ def test_site_goes_to_pages_on_main_and_to_a_review_artifact_otherwise(wf):
         assert runs(review.get("if"), *run) and not runs(pages.get("if"), *run)
 
 
-def test_tests_then_full_render_with_the_venv_python(wf):
-    scripts = [s.get("run", "").strip() for s in steps(wf)]
-    assert scripts.index("make test") < scripts.index("make render")
+def test_tests_and_training_then_full_render_with_the_venv_python(wf):
+    step_running(wf, "make test", job="test")
+    assert set(wf["jobs"]["render"]["needs"]) == {"test", "train"}
     render = step_running(wf, "make render")
     assert render["env"]["QUARTO_PYTHON"] == "${{ github.workspace }}/.venv/bin/python"
-    # Quick mode would publish 1-epoch toy results: it must not reach the render.
-    for env in (wf.get("env", {}), wf["jobs"]["build"].get("env", {}), render["env"]):
-        assert "LOWRANK_QUICK" not in env
-    assert "LOWRANK_QUICK" not in render["run"]
+    # Quick mode would publish 1-epoch toy results: it must not reach training or the render.
+    for job in ("train", "render"):
+        for env in (
+            wf.get("env", {}),
+            wf["jobs"][job].get("env", {}),
+            *(s.get("env", {}) for s in steps(wf, job)),
+        ):
+            assert "LOWRANK_QUICK" not in env
+        assert not any("LOWRANK_QUICK" in s.get("run", "") for s in steps(wf, job))
 
 
-def test_caches_hold_mnist_and_models_keyed_by_the_code(wf):
-    caches = {s["with"]["path"]: s["with"] for s in step_using(wf, "actions/cache")}
-    assert set(caches) == {"data", ".cache/lowrank"}
-    key = caches[".cache/lowrank"]["key"]
-    assert re.search(r"hashFiles\([^)]*'code/\*\*'", key), key
-    assert "pyproject.toml" in key
+def model_key(with_):
+    key = with_["key"]
+    assert re.search(r"hashFiles\([^)]*'code/\*\*'[^)]*'pyproject.toml'", key), key
+    return key
+
+
+def test_each_share_trains_its_part_and_saves_it_even_when_it_fails(wf):
+    train = wf["jobs"]["train"]
+    shards = train["strategy"]["matrix"]["shard"]
+    assert shards == list(range(1, len(shards) + 1)) and train["strategy"]["fail-fast"] is False
+    (command,) = [s for s in steps(wf, "train") if "--shard" in s.get("run", "")]
+    assert '--shard "$SHARD"' in command["run"]
+    assert command["env"]["SHARD"] == f"${{{{ matrix.shard }}}}/{len(shards)}"
+    (shared, own) = step_using(wf, "actions/cache/restore", "train")
+    assert shared["with"]["path"] == ".cache/lowrank"
+    assert model_key(shared["with"]).startswith("lowrank-models-")
+    assert shared["with"]["restore-keys"].splitlines()[-1] == "lowrank-models-${{ runner.os }}-"
+    (save,) = step_using(wf, "actions/cache/save", "train")
+    assert save["if"].startswith("always()")  # also when training failed or was cancelled
+    assert save["with"]["path"] == own["with"]["path"]
+    assert model_key(save["with"]) == model_key(own["with"])  # a key per share and run:
+    for part in ("${{ matrix.shard }}", "${{ github.run_id }}", "${{ github.run_attempt }}"):
+        assert part in save["with"]["key"]
+    # the share's own newest save: its key less the run
+    prefix = save["with"]["key"].split("${{ github.run_id }}")[0]
+    assert own["with"]["restore-keys"].splitlines() == [prefix]
+    collect = [s for s in steps(wf, "train") if s.get("id") == "collect"]
+    assert collect and collect[0]["if"] == "always()"
+
+
+def test_render_restores_every_share_and_checks_that_nothing_is_missing(wf):
+    shards = wf["jobs"]["train"]["strategy"]["matrix"]["shard"]
+    (share_save,) = step_using(wf, "actions/cache/save", "train")
+    shared, *own = step_using(wf, "actions/cache/restore", "render")
+    assert shared["with"] == step_using(wf, "actions/cache/restore", "train")[0]["with"]
+    assert [s["with"]["key"] for s in own] == [
+        share_save["with"]["key"].replace("${{ matrix.shard }}", str(i)) for i in shards
+    ]
+    assert all(s["with"]["path"] == share_save["with"]["path"] for s in own)
+    scripts = [s.get("run", "") for s in steps(wf)]
+    check = next(i for i, r in enumerate(scripts) if "--shard 1/1 --dry-run" in r)
+    assert "exit 1" in scripts[check]
+    assert check < next(i for i, r in enumerate(scripts) if r.startswith("make train"))
+    (save,) = step_using(wf, "actions/cache/save")
+    assert save["if"].startswith("always()") and save["with"]["path"] == ".cache/lowrank"
+    assert save["with"]["key"].startswith(shared["with"]["restore-keys"].splitlines()[0])
+
+
+def test_mnist_is_cached_under_a_fixed_key(wf):
+    for name in ("test", "train", "render"):
+        (mnist,) = step_using(wf, "actions/cache", name)
+        assert mnist["with"] == {"path": "data", "key": "mnist-v1"}
 
 
 def test_no_expressions_inside_run_scripts(wf):

@@ -2,6 +2,7 @@
 
     python -m lowrank list                        # every experiment, its seeds and what is cached
     python -m lowrank train model0 [--force]      # every seed; no name: all; --jobs N: N at a time
+    python -m lowrank train --shard 2/4 [--dry-run]   # the 2nd of 4 equal shares (lowrank.shards)
     python -m lowrank show model0 [--seed 3]
     python -m lowrank clean                       # remove what killed processes left behind
 
@@ -11,6 +12,9 @@ model's line as it finishes. A λ sweep's chosen member gets its extra seeds as 
 sweep's tuning runs are done. Ctrl-C or SIGTERM stops every job at once; each keeps the
 checkpoint of its last finished epoch, and the same command resumes from there. Failures are
 one line.
+
+`--shard I/N` trains the I-th of N shares of equal cost of stage 1 only (lowrank.shards: what
+is known before anything is trained); `--dry-run` prints what would be trained, one a line.
 """
 
 import argparse
@@ -34,6 +38,8 @@ from lowrank.experiments import (
     planned_seeds,
     quick_mode,
 )
+from lowrank.shards import cost as _cost
+from lowrank.shards import parse, shard, stage1
 
 
 class TrainFailed(RuntimeError):
@@ -178,45 +184,43 @@ def _died(job: Job, exitcode: int | None) -> str:
     )
 
 
-def _cost(job: Job) -> float:
-    """Relative training time: epochs x images x the cost of a step (a smaller batch costs more
-    per image)."""
-    import torch
-
-    from lowrank.model import step_flops
-    from lowrank.train import network
-
-    c = config_for(*job)
-    images = {2: 0.21, 3: 0.31, 5: 0.51, 7: 0.71}.get(
-        c.classes, 1.0
-    )  # share of MNIST's digits 0 … C−1
-    with torch.device("meta"):  # shapes only, no weights
-        flops = step_flops(network(c))
-    return c.epochs * images * flops * (64 / c.batch_size) ** 0.5
-
-
-def _jobs(names: list[str], force: bool, finished=frozenset()) -> list[Job]:
-    """Every (experiment, seed) of names still to train, the longest first (so that the last
+def _jobs(plan: list[Job], force: bool, finished=frozenset()) -> list[Job]:
+    """Every (experiment, seed) of plan still to train, the longest first (so that the last
     jobs are short and no core idles long); fine-tuning after the models it starts from."""
-    jobs = [(name, seed) for name in names for seed in planned_seeds(name)]
-    jobs = [job for job in jobs if job not in finished and (force or not is_cached(*job))]
+    jobs = [job for job in plan if job not in finished and (force or not is_cached(*job))]
     return sorted(jobs, key=lambda job: (config_for(*job).start is not None, -_cost(job)))
 
 
-def train_all(names: list[str], force: bool, jobs: int) -> None:
-    """Train (or load) every seed of names; one progress bar on a terminal, one line per model as
-    it ends."""
+def train_all(
+    names: list[str],
+    force: bool,
+    jobs: int,
+    share: tuple[int, int] | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Train (or load) every seed of names, or with share=(i, n) the i-th of n equal shares of
+    their stage 1; one progress bar on a terminal, one line per model as it ends. dry_run: print
+    what would be trained, one (experiment, seed) a line, and train nothing."""
     from tqdm.auto import tqdm
 
+    def plan() -> list[Job]:
+        if share is not None:  # static: every machine of a matrix computes the same shares
+            return shard(stage1(names), *share)
+        return [(name, seed) for name in names for seed in planned_seeds(name)]
+
+    if dry_run:
+        for name, seed in _jobs(plan(), force):
+            print(f"{name} seed {seed}")
+        return
     tqdm.monitor_interval = 0  # no monitor thread: the workers are forked from this process
-    first = _jobs(names, force)
+    first = _jobs(plan(), force)
     if first:  # a complete cache is only read: it may be read-only (a shared one, say)
         check_writable(cache_dir())
     jobs = max(1, min(jobs, len(first), os.cpu_count() or 1))
     finished: set[Job] = set()
 
     def next_jobs():  # each job once, also with --force
-        return _jobs(names, force, finished)
+        return _jobs(plan(), force, finished)
 
     with tqdm(
         total=len(first), unit="model", desc="models", disable=not sys.stderr.isatty()
@@ -254,6 +258,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="train N experiments at once (at most one per model and core)",
     )
+    train_p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="train only the I-th of N shares of equal cost of stage 1 (lowrank.shards)",
+    )
+    train_p.add_argument(
+        "--dry-run", action="store_true", help="print what would be trained, one a line"
+    )
     show_p = sub.add_parser("show", help="the per-epoch history of a trained experiment")
     show_p.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}")
     show_p.add_argument("--seed", type=int, default=0, metavar="S", help="which seed (default 0)")
@@ -267,6 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"name must be one of {', '.join(EXPERIMENTS)}, got {unknown[0]!r}")
     if args.command == "train" and args.jobs < 1:
         parser.error(f"--jobs must be an integer >= 1, got {args.jobs}")
+    share = None
+    if args.command == "train" and args.shard is not None:
+        try:
+            share = parse(args.shard)
+        except ValueError as e:
+            parser.error(str(e))
     if args.command == "show" and not 0 <= args.seed < 2**32:
         parser.error(f"--seed must be an integer in [0, 2**32), got {args.seed}")
     _show_warnings_in_one_line()
@@ -277,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 "quick mode (LOWRANK_QUICK=1): tiny experiments for testing, not real results",
                 file=sys.stderr,
             )
-        return _run(args, names)
+        return _run(args, names, share)
     except KeyboardInterrupt as e:
         print(
             "interrupted: every finished epoch is kept in the cache; "
@@ -292,13 +310,14 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run(args, names: list[str]) -> int:
+def _run(args, names: list[str], share: tuple[int, int] | None = None) -> int:
     if args.command == "list":
         for name in EXPERIMENTS:
             print(_list_line(name))
     elif args.command == "train":
-        _remove_leftovers(quiet=True)
-        train_all(names, args.force, args.jobs)
+        if not args.dry_run:  # a dry run writes nothing, removes nothing
+            _remove_leftovers(quiet=True)
+        train_all(names, args.force, args.jobs, share, args.dry_run)
     elif args.command == "clean":
         _remove_leftovers(quiet=False)
     else:

@@ -203,6 +203,18 @@ def tuned(penalty: str) -> str:
     return max(SWEEPS[penalty], key=lambda name: (last[name]["val_acc"], -last[name]["val_loss"]))
 
 
+def _seeds(n: int) -> list[int]:
+    return list(range(min(n, QUICK_SEEDS) if quick_mode() else n))
+
+
+def static_seeds(name: str) -> list[int]:
+    """The seeds of `name` known before anything is trained: all of them, but a λ sweep's
+    member has only its tuning seed (lowrank.shards splits these between machines)."""
+    check_name(name)
+    long = EXPERIMENTS[name].epochs > BASELINE.epochs
+    return _seeds(SEEDS_TUNING if _sweep_of(name) else SEEDS_LONG if long else SEEDS_SHORT)
+
+
 def planned_seeds(name: str) -> list[int]:
     """The seeds `load_seeds(name)` uses, as far as is known without training anything.
 
@@ -210,13 +222,12 @@ def planned_seeds(name: str) -> list[int]:
     one chosen on validation gets the 20-epoch family's seeds.
     """
     check_name(name)
-    long = EXPERIMENTS[name].epochs > BASELINE.epochs
-    n = SEEDS_LONG if long else SEEDS_SHORT
     penalty = _sweep_of(name)
     if penalty is not None:
         swept = all(_history(member, 0, train=False) is not None for member in SWEEPS[penalty])
-        n = SEEDS_LONG if swept and tuned(penalty) == name else SEEDS_TUNING
-    return list(range(min(n, QUICK_SEEDS) if quick_mode() else n))
+        if swept and tuned(penalty) == name:
+            return _seeds(SEEDS_LONG)
+    return static_seeds(name)
 
 
 def load_seeds(name: str, progress: bool | None = None) -> list[tuple[MnistFCNet, list[dict]]]:

@@ -2,6 +2,7 @@
 a block, and a timer.
 
     repo_link("code/lowrank/model.py")   # a Markdown link to the file at the rendered commit
+    binder_url()                         # the post as a notebook on mybinder.org
     show_source(MnistFCNet)              # prints the class's source as a Markdown code block
 """
 
@@ -44,6 +45,20 @@ def repository_url(env: Mapping[str, str] = os.environ, remote: str | None = Non
 def rendered_commit(env: Mapping[str, str] = os.environ) -> str:
     """The commit being rendered: GitHub's, else the checkout's HEAD."""
     return env.get("GITHUB_SHA") or _git("rev-parse", "HEAD") or "HEAD"
+
+
+def binder_url(
+    url: str | None = None, commit: str | None = None, path: str = "post/index.ipynb"
+) -> str | None:
+    """mybinder.org's address of the notebook `path` in the repository at the rendered commit
+    (binder/ builds the environment and the notebook); None unless the repository is on
+    GitHub."""
+    url = repository_url() if url is None else url
+    github = url and re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+)", url)
+    if not github:
+        return None
+    commit = rendered_commit() if commit is None else commit
+    return f"https://mybinder.org/v2/gh/{github[1]}/{github[2]}/{commit}?urlpath=lab/tree/{path}"
 
 
 def repo_link(
