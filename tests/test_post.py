@@ -235,6 +235,25 @@ def test_shown_cells_alone_run_top_to_bottom(doc):
         pytest.fail(f"{where(cells[error])}: {out.ename}: {out.evalue}")
 
 
+def test_inline_expressions_are_short(doc):
+    """An inline expression is a name or a short call: anything longer is a named value computed
+    in a cell, where a reader can find it."""
+    long = [
+        f"{where(c)}: {len(e)} characters: {e[:60]}"
+        for c in doc.cells
+        if c.kind == "markdown"
+        for e in c.inline
+        if len(e) > 80
+    ]
+    assert not long, "inline expressions over 80 characters:\n" + "\n".join(long)
+
+
+def test_every_include_names_what_it_takes_from_earlier_cells():
+    """Each include says near its top which values of earlier cells it uses."""
+    for include in sorted(POST.parent.glob("_*.qmd")):
+        assert "Takes from earlier cells:" in include.read_text()[:400], include.name
+
+
 def test_shown_code_fits_the_column(doc):
     """Shown code lines fit the text column at 1280 px (about 88 characters; see test_render)."""
     long = [
