@@ -152,6 +152,17 @@ def bib_keys() -> set[str]:
     return set(keys)
 
 
+def test_every_bibliography_entry_is_closed_before_the_next_one():
+    """Pandoc refuses the whole file for one missing brace, and the render fails far from it."""
+    depth = 0
+    for number, line in enumerate(BIB.read_text().splitlines(), 1):
+        if line.startswith("@"):
+            assert depth == 0, f"{BIB.name}:{number}: an entry starts inside another"
+        depth += line.count("{") - line.count("}")
+        assert depth >= 0, f"{BIB.name}:{number}: a brace closes nothing"
+    assert depth == 0, f"{BIB.name}: the last entry is not closed"
+
+
 def test_every_citation_is_in_the_bibliography(doc):
     cited = set(re.findall(r"(?<![\w@])@([A-Za-z][\w:.-]*[A-Za-z0-9])", prose(doc)))
     cited = {key for key in cited if not key.startswith(CROSSREF_PREFIXES)}
