@@ -294,6 +294,14 @@ def test_passes_to_reach_names_the_fewest_passes_and_the_quickest():
     )
 
 
+def test_passes_to_reach_names_every_method_tied_for_quickest():
+    runs = {"a": [(2, 1.05, 0.002)], "b": [(4, 1.02, 0.002)]}
+    assert v.passes_to_reach(runs) == (
+        "Coming within 10% of $\\sigma_{k+1}$: a after 2 passes (2.0 ms) and b after 4 passes "
+        "(2.0 ms). a and b are equally quick there."
+    )
+
+
 def test_passes_to_reach_with_one_or_no_method_there():
     runs = {"a": [(1, 1.05, 0.002)], "b": [(2, 1.5, 0.001)]}
     assert v.passes_to_reach(runs) == (

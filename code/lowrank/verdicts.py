@@ -459,6 +459,10 @@ def passes_to_reach(
         text += f"; {_join(missed)} not in the passes shown"
     text += "."
     if len(reached) > 1:
-        fastest = min(reached, key=lambda method: reached[method][2])
-        text += f" The quickest there is {fastest}."
+        best = min(seconds for _, _, seconds in reached.values())
+        fastest = [method for method, (_, _, seconds) in reached.items() if seconds == best]
+        if len(fastest) == 1:
+            text += f" The quickest there is {fastest[0]}."
+        else:
+            text += f" {_join(fastest)} are equally quick there."
     return text
