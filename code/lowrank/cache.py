@@ -43,6 +43,7 @@ def cache_dir() -> Path:
 TRAINING_CODE = (
     "checks",
     "data",
+    "mechanism",
     "model",
     "rank",
     "train",

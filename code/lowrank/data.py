@@ -55,12 +55,24 @@ class Mnist:
     def classes(self, C: int) -> "Mnist":
         """Only the digits 0 … C−1, in every split (labels unchanged: they are already 0 … C−1)."""
         check_int(C, "C", 2, 10)
-        if C == 10:
+        return self if C == 10 else self.digits(tuple(range(C)))
+
+    def digits(self, ds: tuple[int, ...]) -> "Mnist":
+        """Only the digits ds, in every split, relabelled 0 … len(ds)−1 in the order of ds."""
+        if not (
+            isinstance(ds, tuple)
+            and 2 <= len(ds) == len(set(ds))
+            and all(type(d) is int and 0 <= d <= 9 for d in ds)
+        ):
+            raise ValueError(f"ds must be a tuple of 2 to 10 distinct digits 0-9, got {ds!r}")
+        if ds == tuple(range(10)):
             return self
+        label = torch.full((10,), -1, dtype=torch.long)
+        label[list(ds)] = torch.arange(len(ds))
         keep = {}
         for split in ("train", "val", "test"):
-            y = getattr(self, f"{split}_y")
-            mask = y < C
+            y = label[getattr(self, f"{split}_y")]
+            mask = y >= 0
             keep |= {f"{split}_x": getattr(self, f"{split}_x")[mask], f"{split}_y": y[mask]}
         return replace(self, **keep)
 

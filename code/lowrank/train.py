@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from lowrank.checks import is_real
 from lowrank.data import Mnist
 from lowrank.model import MAX_DROPOUT, Dropout, MnistFCNet, evaluate, factorised, weights
+from lowrank.mechanism import update_shares
 from lowrank.rank import spectral_ranks
 
 # One thread per model: the matrix products of a 64-image batch use a second thread poorly
@@ -33,6 +34,7 @@ TRAIN_THREADS = 1
 SEED_LIMIT = 2**32  # torch's CPU generator keeps the low 32 bits: seed 2**32 would be seed 0
 INT_FIELDS = ("batch_size", "epochs", "seed", "train_subset", "hidden", "rank", "classes")
 REAL_FIELDS = ("lr", "gamma", "dropout", "lam")
+PENALTIES = (None, "l1", "l2", "nuclear")
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,15 @@ class TrainConfig:
     batch_size: int = 64
     epochs: int = 5
     dropout: float = 0.5
-    penalty: str | None = None  # None, "l1" or "l2"
-    lam: float = 0.0  # penalty strength lambda
+    penalty: str | None = None  # None, "l1", "l2" or "nuclear"
+    lam: float = 0.0  # penalty strength lambda (for "nuclear": the threshold of each epoch)
     seed: int = 0
     train_subset: int | None = None  # train on the first n images only (quick mode)
     hidden: int = 1000
     rank: int | None = None  # train the middle layer as U V of this rank (None: dense W)
     classes: int = 10  # train (and evaluate) on the digits 0 … classes − 1 only
+    random_digits: bool = False  # ... or on `classes` digits drawn at random from the seed
+    freeze_head: bool = False  # keep the output layer fc3 at its random initialisation
     # fine-tuning: start from the model that `start` trains (same seed), W truncated to `rank`
     start: "TrainConfig | None" = None
 
@@ -78,7 +82,9 @@ class TrainConfig:
             "batch_size": integer(self.batch_size, 1),
             "epochs": integer(self.epochs, 1),
             "dropout": real(self.dropout, 0, MAX_DROPOUT),
-            "penalty": self.penalty in (None, "l1", "l2"),
+            "penalty": self.penalty in PENALTIES,
+            "random_digits": type(self.random_digits) is bool,
+            "freeze_head": type(self.freeze_head) is bool,
             "lam": real(self.lam, 0, math.inf) and (self.lam == 0 or self.penalty is not None),
             "seed": integer(self.seed, 0, SEED_LIMIT - 1),
             "train_subset": self.train_subset is None or integer(self.train_subset, 1),
@@ -92,6 +98,7 @@ class TrainConfig:
                 and self.rank is not None
                 and (self.start.seed, self.start.hidden, self.start.classes)
                 == (self.seed, self.hidden, self.classes)
+                and self.start.random_digits == self.random_digits
             ),
         }
         allowed = {
@@ -100,7 +107,9 @@ class TrainConfig:
             "batch_size": "an integer >= 1",
             "epochs": "an integer >= 1",
             "dropout": "a number in [0, 1 - 2**-32] (dropout keeps a unit on 32 random bits)",
-            "penalty": "None, 'l1' or 'l2'",
+            "penalty": "None, 'l1', 'l2' or 'nuclear'",
+            "random_digits": "True or False",
+            "freeze_head": "True or False",
             "lam": "a finite number >= 0 (and 0 when penalty is None)",
             "seed": "an integer in [0, 2**32) (the random generators keep 32 bits of a seed)",
             "train_subset": "None or an integer >= 1",
@@ -129,6 +138,24 @@ def initial_model(config: TrainConfig) -> MnistFCNet:
     return network(config)
 
 
+def digits(config: TrainConfig) -> tuple[int, ...]:
+    """The digits a config trains on, labelled 0 … C−1 in this order: 0 … C−1, or with
+    random_digits C of the ten drawn from the seed (ascending)."""
+    if not config.random_digits:
+        return tuple(range(config.classes))
+    g = torch.Generator().manual_seed(
+        int.from_bytes(hashlib.sha256(f"digits {config.seed}".encode()).digest()[:4], "little")
+    )
+    return tuple(sorted(torch.randperm(10, generator=g)[: config.classes].tolist()))
+
+
+def singular_value_threshold(W: torch.Tensor, tau: float) -> torch.Tensor:
+    """The proximal step of tau ‖W‖_* (Cai, Candès & Shen 2010): W's singular values less
+    tau, those below tau set to zero."""
+    L, S, Rh = torch.linalg.svd(W.double(), full_matrices=False)
+    return ((L * (S - tau).clamp(min=0)) @ Rh).to(W.dtype)
+
+
 def weight_penalty(model: MnistFCNet, penalty: str | None, lam: float) -> torch.Tensor:
     """lam * sum over the weight matrices of sum |w| (l1) or sum w^2 (l2); biases are not
     penalised. For a factorised middle layer, its factors U and V are penalised in place of W.
@@ -136,9 +163,11 @@ def weight_penalty(model: MnistFCNet, penalty: str | None, lam: float) -> torch.
     With l2 this adds 2 lam w to each weight's gradient before Adam rescales it, which is *not*
     the decoupled weight decay of AdamW (nor the SGD weight decay analysed by Galanti et al.).
     Training adds exactly this gradient (Training.step), without forming the penalty.
+    ("nuclear" is not a gradient penalty: training thresholds W's singular values after every
+    epoch, Training.threshold.)
     """
     ws = weights(model)
-    if penalty is None or lam == 0:
+    if penalty not in ("l1", "l2") or lam == 0:
         return torch.zeros((), device=ws[0].device)
     if penalty == "l1":
         return lam * sum(w.abs().sum() for w in ws)
@@ -192,9 +221,11 @@ class Training:
         if start is not None:  # fine-tuning: start from these weights
             self.model.load_state_dict(start.state_dict())
         self.model.to(device).train()
-        self.weights = weights(self.model)
+        if config.freeze_head:
+            self.model.fc3.requires_grad_(False)
+        self.weights = [w for w in weights(self.model) if w.requires_grad]
         ids = {id(w) for w in self.weights}
-        biases = [p for p in self.model.parameters() if id(p) not in ids]
+        biases = [p for p in self.model.parameters() if id(p) not in ids and p.requires_grad]
         decay = 2 * config.lam if config.penalty == "l2" else 0.0
         groups = [dict(params=self.weights, weight_decay=decay), dict(params=biases)]
         self.optimizer = torch.optim.Adam(groups, lr=config.lr, fused=True)
@@ -204,6 +235,13 @@ class Training:
         for layer in self.model.modules():
             if isinstance(layer, Dropout):
                 layer.generator = self.dropout
+
+    def threshold(self) -> None:
+        """With the nuclear penalty, W's singular values less lam (once per epoch)."""
+        if self.config.penalty == "nuclear" and self.config.lam:
+            W = self.model.fc2.weight
+            with torch.no_grad():
+                W.copy_(singular_value_threshold(W, self.config.lam))
 
     @property
     def lr(self) -> float:
@@ -274,8 +312,9 @@ def train(
     """Train MnistFCNet; return it (on the CPU, eval mode) and one record per epoch.
 
     Each record has epoch, lr, train_loss (mean NLL over the epoch's batches, without the
-    penalty), val_loss, val_acc, test_loss, test_acc, erank and srank of W, seconds (the
-    whole epoch) and train_seconds (its training loop alone, without evaluation and SVDs).
+    penalty), val_loss, val_acc, test_loss, test_acc, erank and srank of W, for a dense W
+    head_share and top_share of W − W₀ (lowrank.mechanism), seconds (the whole epoch) and
+    train_seconds (its training loop alone, without evaluation and SVDs).
     `on_epoch` receives a checkpoint after every epoch; passing one back as `resume`
     continues exactly where it stopped (parameters, optimiser, scheduler and random states
     are all restored). With config.start set, `start` is the model config.start trained
@@ -290,12 +329,13 @@ def train(
             "start must be given (the model config.start trained) exactly when "
             f"config.start is set, got start={given} and config.start={wanted}"
         )
-    data = data.classes(config.classes)
+    data = data.digits(digits(config))
     if config.train_subset is not None:
         data = data.subset(config.train_subset)
     with threads(TRAIN_THREADS):
         begin = None if start is None else truncated_start(start, config.rank)
         run = Training(config, device, begin)
+        W0 = run.model.W.detach().clone()  # before `resume` loads later weights
         history: list[dict] = []
         if resume is not None:
             run.load_state_dict(resume["training"])
@@ -308,11 +348,14 @@ def train(
         for epoch in range(len(history) + 1, config.epochs + 1):
             began = time.perf_counter()
             record = dict(epoch=epoch, lr=run.lr, train_loss=run.epoch(x, y, progress, epoch))
+            run.threshold()
             train_seconds = time.perf_counter() - began
             run.scheduler.step()
             for split, (x_, y_) in splits.items():
                 record[f"{split}_loss"], record[f"{split}_acc"] = evaluate(run.model, x_, y_)
             record["erank"], record["srank"] = spectral_ranks(run.model.W.detach())
+            if config.rank is None:
+                record.update(update_shares(run.model.W, W0, run.model.fc3.weight))
             record.update(seconds=time.perf_counter() - began, train_seconds=train_seconds)
             history.append(record)
             if on_epoch is not None:
