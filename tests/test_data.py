@@ -182,3 +182,19 @@ def test_a_file_where_a_data_folder_should_be_is_named(tmp_path, no_network, whe
         "(check MNIST_DATA_DIR); nothing was created or downloaded."
     )
     assert no_network == []
+
+
+def test_a_digit_subset_keeps_those_digits_relabelled_in_order(mnist):
+    sub = mnist.digits((7, 2, 9))
+    for split in ("train", "val", "test"):
+        y, full = getattr(sub, f"{split}_y"), getattr(mnist, f"{split}_y")
+        kept = (full == 7) | (full == 2) | (full == 9)
+        assert torch.equal(getattr(sub, f"{split}_x"), getattr(mnist, f"{split}_x")[kept])
+        assert torch.equal(y, (full[kept] == 2).long() + 2 * (full[kept] == 9).long())
+    assert mnist.digits(tuple(range(10))) is mnist
+
+
+@pytest.mark.parametrize("ds", [(3,), (1, 1), (0, 10), [0, 1], (0, 1.0)])
+def test_bad_digit_subset_is_one_line(mnist, ds):
+    with pytest.raises(ValueError, match=r"^ds must be a tuple of 2 to 10 distinct digits 0-9"):
+        mnist.digits(ds)

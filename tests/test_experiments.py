@@ -39,7 +39,7 @@ def test_quick_mode_shrinks_every_experiment_and_never_shares_the_cache(monkeypa
     assert quick_mode()
     for name, (config, path) in full.items():
         assert config_for(name).epochs == 1 and config_for(name).train_subset is not None
-        assert config.train_subset is None
+        assert config.train_subset is None or name.startswith(("classes", "frozen"))
         assert cache_path(name) != path
 
 
@@ -373,48 +373,73 @@ def test_every_family_has_its_seeds(monkeypatch):
     monkeypatch.setattr(
         experiments, "_history", lambda name, seed, train=True: None
     )  # nothing trained
-    for name, config in experiments.EXPERIMENTS.items():
+    for name in experiments.EXPERIMENTS:
         seeds = experiments.planned_seeds(name)
         if experiments._sweep_of(name):
-            assert seeds == [0]  # a tuning seed until the sweep is done
-        elif config.epochs > 5:
-            assert len(seeds) >= 3, name
-        else:
-            assert len(seeds) >= 5, name
+            assert seeds == [experiments.TUNING_SEED]  # a tuning seed until the sweep is done
+            assert experiments.reported_seeds(name) == []
+        elif name in experiments.DESCRIPTIVE:
+            assert len(seeds) >= 2, name
+        else:  # every group that enters a verdict
+            assert seeds == list(range(8)), name
     monkeypatch.setenv("LOWRANK_QUICK", "1")
     assert all(
-        experiments.planned_seeds(name) == [0] for name in experiments.EXPERIMENTS
+        experiments.planned_seeds(name) in ([0], [experiments.TUNING_SEED])
+        for name in experiments.EXPERIMENTS
     )  # one seed
 
 
 def test_one_factor_ablations_change_one_factor(monkeypatch):
     monkeypatch.setenv("LOWRANK_QUICK", "0")
-    base20 = experiments.EXPERIMENTS["baseline20"]
-    assert base20 == experiments.replace(experiments.EXPERIMENTS["model0"], epochs=20)
+    base = experiments.EXPERIMENTS["model0"]
+    assert experiments.EXPERIMENTS["baseline20"] == experiments.replace(base, epochs=20)
     for penalty, names in experiments.SWEEPS.items():
-        assert len(names) >= 3
+        assert len(names) >= 5
         for name in names:
             c = experiments.EXPERIMENTS[name]
-            assert experiments.replace(c, penalty=None, lam=0.0) == base20 and c.penalty == penalty
+            assert experiments.replace(c, penalty=None, lam=0.0) == base and c.penalty == penalty
+
+
+def test_the_class_experiment_gives_every_class_count_the_same_images_and_steps(monkeypatch):
+    monkeypatch.setenv("LOWRANK_QUICK", "0")
+    for C in experiments.CLASS_COUNTS:
+        c = experiments.EXPERIMENTS[f"classes{C}"]
+        assert experiments.replace(c, classes=10) == experiments.EXPERIMENTS["classes10"]
+        assert c.random_digits and c.train_subset == experiments.CLASS_IMAGES
+    for C in experiments.FROZEN_COUNTS:
+        frozen = experiments.EXPERIMENTS[f"frozen{C}"]
+        assert experiments.replace(frozen, freeze_head=False) == experiments.EXPERIMENTS[
+            f"classes{C}"
+        ]
+
+
+def test_fine_tuning_and_factorised_training_get_the_same_epochs():
+    for r in experiments.FACTOR_RANKS:
+        tuned, scratch = (experiments.EXPERIMENTS[f"{k}{r}"] for k in ("finetune", "lowrank"))
+        assert tuned.start.epochs + tuned.epochs == scratch.epochs
 
 
 def test_the_sweep_member_with_the_best_validation_accuracy_is_chosen_and_gets_more_seeds(
     quick_cache, monkeypatch
 ):
     monkeypatch.setattr(experiments, "QUICK_SEEDS", 2)
-    accuracy = {"l2-2.0e-05": 0.97, "l2-1.0e-04": 0.98, "l2-5.0e-04": 0.96}
+    names = experiments.SWEEPS["l2"]
+    accuracy = dict(zip(names, (0.97, 0.975, 0.98, 0.96, 0.95), strict=True))
+    asked = []
     monkeypatch.setattr(
         experiments,
         "_history",
-        lambda name, seed, train=True: [{"val_acc": accuracy[name], "val_loss": 0.1}],
+        lambda name, seed, train=True: asked.append(seed)
+        or [{"val_acc": accuracy[name], "val_loss": 0.1}],
     )
-    assert experiments.tuned("l2") == "l2-1.0e-04"
-    assert experiments.planned_seeds("l2-1.0e-04") == [0, 1] and experiments.planned_seeds(
-        "l2-5.0e-04"
-    ) == [0]
-    accuracy["l2-5.0e-04"] = 0.98  # a tie goes to the lower validation loss, then the first
-    assert experiments.tuned("l2") == "l2-1.0e-04"
-    with pytest.raises(ValueError, match=r"^penalty must be one of l2, l1, got 'l3'$"):
+    assert experiments.tuned("l2") == names[2]
+    assert set(asked) == {experiments.TUNING_SEED}  # chosen on the tuning seed alone
+    assert experiments.planned_seeds(names[2]) == [experiments.TUNING_SEED, 0, 1]
+    assert experiments.reported_seeds(names[2]) == [0, 1]  # ... which is never reported
+    assert experiments.planned_seeds(names[3]) == [experiments.TUNING_SEED]
+    accuracy[names[3]] = 0.98  # a tie goes to the lower validation loss, then the first
+    assert experiments.tuned("l2") == names[2]
+    with pytest.raises(ValueError, match=r"^penalty must be one of l2, l1, nuclear, got 'l3'$"):
         experiments.tuned("l3")
 
 
@@ -436,7 +461,7 @@ def test_fine_tuning_starts_from_the_truncated_model_with_the_same_seed(
 def test_a_verified_entry_is_not_read_again_until_the_file_changes(
     quick_cache, counted_training, monkeypatch
 ):
-    load_or_train("l2-1.0e-04")
+    load_or_train("l2-1.0e-04", seed=0)
     reads = []
     real = experiments.load_entry
     monkeypatch.setattr(

@@ -44,10 +44,14 @@ def test_the_publish_matrix_of_4_shares_is_within_1_percent(full_mode):
 def test_stage1_is_every_seed_but_a_sweeps_extra_ones(full_mode):
     jobs = shards.stage1()
     for name in experiments.EXPERIMENTS:
-        long = experiments.EXPERIMENTS[name].epochs > 5
-        n = 1 if experiments._sweep_of(name) else 3 if long else 5
-        assert [s for job, s in jobs if job == name] == list(range(n)), name
-    assert len(jobs) == 90
+        seeds = [s for job, s in jobs if job == name]
+        if experiments._sweep_of(name):
+            assert seeds == [experiments.TUNING_SEED], name
+        else:
+            assert seeds == list(range(experiments.DESCRIPTIVE.get(name, 8))), name
+    assert len(jobs) == len(set(jobs)) == sum(
+        len(experiments.static_seeds(name)) for name in experiments.EXPERIMENTS
+    )
 
 
 def test_fine_tuning_is_in_the_share_of_the_model_it_starts_from(full_mode):

@@ -122,6 +122,8 @@ def test_history_records_what_the_post_plots(mnist):
             "test_acc",
             "erank",
             "srank",
+            "head_share",
+            "top_share",
             "seconds",
             "train_seconds",
         }
@@ -325,3 +327,45 @@ def test_training_runs_on_cuda(mnist):
     assert abs(history[0]["test_acc"] - cpu_history[0]["test_acc"]) < 0.05
     mask = dropout_mask((1_000_000,), 0.5, torch.Generator("cuda").manual_seed(0))
     assert mask.device.type == "cuda" and abs(mask.mean().item() - 1) < 5 * 0.001
+
+
+def test_singular_value_threshold_is_the_nuclear_norms_proximal_step():
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(30, 20, generator=g, dtype=torch.float64)
+    s = torch.linalg.svdvals(W)
+    tau = s[5].item()
+    T = TRAINING.singular_value_threshold(W, tau)
+    assert torch.allclose(torch.linalg.svdvals(T)[:5], s[:5] - tau, atol=1e-10)
+    assert torch.linalg.matrix_rank(T) == 5
+    # the proximal step minimises ½‖X − W‖² + τ‖X‖_*: no small perturbation does better
+    def objective(X):
+        return 0.5 * (X - W).square().sum() + tau * torch.linalg.svdvals(X).sum()
+
+    for _ in range(20):
+        E = 1e-3 * torch.randn(30, 20, generator=g, dtype=torch.float64)
+        assert objective(T) <= objective(T + E)
+
+
+def test_the_nuclear_penalty_thresholds_W_after_every_epoch(mnist):
+    config = TrainConfig(epochs=1, train_subset=300, penalty="nuclear", lam=0.5)
+    model, history = train(config, mnist, device="cpu")
+    s = torch.linalg.svdvals(model.W.double())
+    plain, _ = train(TrainConfig(epochs=1, train_subset=300), mnist, device="cpu")
+    assert (s > 1e-4).sum() < (torch.linalg.svdvals(plain.W.double()) > 1e-4).sum()
+
+
+def test_a_frozen_head_stays_at_its_initialisation_and_the_rest_trains(mnist):
+    config = TrainConfig(epochs=1, train_subset=300, freeze_head=True, classes=3)
+    start = TRAINING.initial_model(config)
+    model, _ = train(config, mnist, device="cpu")
+    assert torch.equal(model.fc3.weight, start.fc3.weight)
+    assert torch.equal(model.fc3.bias, start.fc3.bias)
+    assert not torch.equal(model.fc2.weight, start.fc2.weight)
+
+
+def test_random_digits_are_drawn_from_the_seed():
+    drawn = {TRAINING.digits(TrainConfig(classes=3, random_digits=True, seed=s)) for s in range(8)}
+    assert len(drawn) > 1 and all(len(d) == 3 and list(d) == sorted(d) for d in drawn)
+    c = TrainConfig(classes=3, random_digits=True, seed=5)
+    assert TRAINING.digits(c) == TRAINING.digits(c)
+    assert TRAINING.digits(TrainConfig(classes=3)) == (0, 1, 2)
