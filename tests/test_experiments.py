@@ -408,9 +408,9 @@ def test_the_class_experiment_gives_every_class_count_the_same_images_and_steps(
         assert c.random_digits and c.train_subset == experiments.CLASS_IMAGES
     for C in experiments.FROZEN_COUNTS:
         frozen = experiments.EXPERIMENTS[f"frozen{C}"]
-        assert experiments.replace(frozen, freeze_head=False) == experiments.EXPERIMENTS[
-            f"classes{C}"
-        ]
+        assert (
+            experiments.replace(frozen, freeze_head=False) == experiments.EXPERIMENTS[f"classes{C}"]
+        )
 
 
 def test_fine_tuning_and_factorised_training_get_the_same_epochs():
@@ -429,8 +429,9 @@ def test_the_sweep_member_with_the_best_validation_accuracy_is_chosen_and_gets_m
     monkeypatch.setattr(
         experiments,
         "_history",
-        lambda name, seed, train=True: asked.append(seed)
-        or [{"val_acc": accuracy[name], "val_loss": 0.1}],
+        lambda name, seed, train=True: (
+            asked.append(seed) or [{"val_acc": accuracy[name], "val_loss": 0.1}]
+        ),
     )
     assert experiments.tuned("l2") == names[2]
     assert set(asked) == {experiments.TUNING_SEED}  # chosen on the tuning seed alone

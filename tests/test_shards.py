@@ -49,8 +49,10 @@ def test_stage1_is_every_seed_but_a_sweeps_extra_ones(full_mode):
             assert seeds == [experiments.TUNING_SEED], name
         else:
             assert seeds == list(range(experiments.DESCRIPTIVE.get(name, 8))), name
-    assert len(jobs) == len(set(jobs)) == sum(
-        len(experiments.static_seeds(name)) for name in experiments.EXPERIMENTS
+    assert (
+        len(jobs)
+        == len(set(jobs))
+        == sum(len(experiments.static_seeds(name)) for name in experiments.EXPERIMENTS)
     )
 
 

@@ -337,6 +337,7 @@ def test_singular_value_threshold_is_the_nuclear_norms_proximal_step():
     T = TRAINING.singular_value_threshold(W, tau)
     assert torch.allclose(torch.linalg.svdvals(T)[:5], s[:5] - tau, atol=1e-10)
     assert torch.linalg.matrix_rank(T) == 5
+
     # the proximal step minimises ½‖X − W‖² + τ‖X‖_*: no small perturbation does better
     def objective(X):
         return 0.5 * (X - W).square().sum() + tau * torch.linalg.svdvals(X).sum()

@@ -25,7 +25,12 @@ from lowrank.rank import (
     _stable_rank,
     singular_values,
 )  # TODO(lead): public names after the render
-from lowrank.sweeps import dense_accuracy, truncation_accuracy
+from lowrank.sweeps import (
+    dense_accuracy,
+    truncation_accuracy,
+    truncation_correct,
+    truncation_divergence,
+)
 
 TOLERANCE = 0.005  # half a percentage point of accuracy
 SWEEP_RANKS = 100  # every rank up to here is scored; beyond it, bisection
@@ -83,30 +88,101 @@ def largest_gap(singular_values: torch.Tensor, among: int = 50) -> int:
     return int(ratios.argmax()) + 1
 
 
+PROFILE_RANKS = 40  # the truncations every record scores, image by image
+FIXED_RANKS = (5, 8, 10, 16)  # where the divergence from the dense network is measured
+TOLERANCES = (0.001, 0.002, 0.003, 0.005, 0.01, 0.015, 0.02)  # the tolerance curve's
+RELATIVE = 0.25  # the relative tolerance: a quarter of the dense network's validation error
+RANDOM_SUBSPACES = 20  # random subspaces the head's share is compared with
+
+
 def run_record(
-    model: MnistFCNet, history: Sequence[Mapping], data: Mnist, tolerance: float = TOLERANCE
+    model: MnistFCNet,
+    history: Sequence[Mapping],
+    data: Mnist,
+    tolerance: float = TOLERANCE,
+    W0: torch.Tensor | None = None,
 ) -> dict:
     """One trained model in numbers: its accuracies, its ranks, and its needed rank.
 
-    `data` is the model's own data (restricted to its classes). Keys: val_acc, test_acc (the
+    `data` is the model's own data (restricted to its digits). Keys: val_acc, test_acc (the
     uncompressed net), erank, srank, gap (largest_gap of W's spectrum), needed (chosen on
-    validation), needed_test_acc (the test accuracy at that rank) and epochs.
+    validation), needed_relative (at RELATIVE times the dense validation error), needed_test_acc
+    (the test accuracy at the needed rank), epochs; per image, which ones the net truncated to
+    r = 1 … PROFILE_RANKS gets right (val_correct, test_correct: ranks × images) and the dense
+    net (val_dense, test_dense); kl and disagree at FIXED_RANKS (validation); with W0 (W before
+    training) head_share, top_share and random_share of the update W − W₀ (lowrank.mechanism).
     """
     W = model.W.detach()
     U, S, Vh = svd = torch.linalg.svd(W, full_matrices=False)  # truncated_svd's, sliced
-    needed = needed_rank(model, data.val_x, data.val_y, tolerance, svd=svd)
-    factors = U[:, :needed] * S[:needed], Vh[:needed]
-    s = singular_values(W)  # float64, once for the three measures
-    return dict(
-        val_acc=dense_accuracy(model, data.val_x, data.val_y),
-        test_acc=dense_accuracy(model, data.test_x, data.test_y),
-        erank=_effective_rank(s),
-        srank=_stable_rank(s),
-        gap=largest_gap(s),
-        needed=needed,
-        needed_test_acc=FactorisedEvaluator(model, data.test_x, data.test_y)(*factors)[1],
-        epochs=len(history),
+    R = min(PROFILE_RANKS, *W.shape)
+    rec = {}
+    for split in ("val", "test"):
+        x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+        with torch.no_grad():
+            dense = model(x).argmax(1) == y
+        rec[f"{split}_correct"] = truncation_correct(model, x, y, R, svd=svd)
+        rec[f"{split}_dense"] = dense
+        rec[f"{split}_acc"] = dense.double().mean().item()
+    relative = RELATIVE * (1 - rec["val_acc"])
+    rec["needed"], rec["needed_relative"] = (
+        needed_from(rec["val_correct"], rec["val_dense"], t) for t in (tolerance, relative)
     )
+    if rec["needed"] > R:  # beyond the profile: bisection on the whole spectrum
+        rec["needed"] = needed_rank(model, data.val_x, data.val_y, tolerance, svd=svd)
+    factors = U[:, : rec["needed"]] * S[: rec["needed"]], Vh[: rec["needed"]]
+    rec["needed_test_acc"] = FactorisedEvaluator(model, data.test_x, data.test_y)(*factors)[1]
+    divergence = truncation_divergence(model, data.val_x, FIXED_RANKS, svd=svd)
+    rec["kl"] = {r: kl for r, (kl, _) in divergence.items()}
+    rec["disagree"] = {r: d for r, (_, d) in divergence.items()}
+    s = singular_values(W)  # float64, once for the three measures
+    rec.update(erank=_effective_rank(s), srank=_stable_rank(s), gap=largest_gap(s))
+    rec["epochs"] = len(history)
+    if W0 is not None:
+        rec.update(update_measures(W, W0, model.fc3.weight.detach()))
+    return rec
+
+
+def update_measures(W: torch.Tensor, W0: torch.Tensor, head: torch.Tensor) -> dict:
+    """head_share and top_share of W − W₀ in the head's (C − 1)-dimensional subspace, and
+    random_share: its mean share in RANDOM_SUBSPACES random subspaces of that dimension."""
+    from lowrank.mechanism import random_share, update_shares
+
+    D, k = W - W0, head.shape[0] - 1
+    g = torch.Generator().manual_seed(0)
+    draws = [random_share(D, k, g) for _ in range(RANDOM_SUBSPACES)]
+    return {**update_shares(W, W0, head), "random_share": sum(draws) / len(draws)}
+
+
+def needed_from(correct: torch.Tensor, dense: torch.Tensor, tolerance: float) -> int:
+    """The smallest r whose row of `correct` (ranks × images) scores within `tolerance` of
+    `dense` (images); the number of rows + 1 when none does."""
+    target = dense.double().mean() - tolerance
+    ok = (correct.double().mean(1) >= target - 1e-12).nonzero()
+    return int(ok[0]) + 1 if len(ok) else len(correct) + 1
+
+
+def tolerance_curve(rec: Mapping, tolerances: Sequence[float] = TOLERANCES) -> list[int]:
+    """The needed rank of a record at each tolerance (validation)."""
+    return [needed_from(rec["val_correct"], rec["val_dense"], t) for t in tolerances]
+
+
+def needed_draws(
+    rec: Mapping, tolerance: float = TOLERANCE, n_resamples: int = 1000, seed: int = 0
+) -> torch.Tensor:
+    """The needed rank of a record on bootstrap resamples of its validation images: how much
+    of it is evaluation noise. A tensor of n_resamples ranks (ranks + 1 where none is within
+    the tolerance)."""
+    correct, dense = rec["val_correct"].double(), rec["val_dense"].double()
+    n = correct.shape[1]
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.zeros(n_resamples, n, dtype=torch.float64)
+    counts.scatter_add_(
+        1, torch.randint(n, (n_resamples, n), generator=g), torch.ones(n_resamples, n).double()
+    )
+    acc, target = (counts @ correct.T) / n, (counts @ dense) / n - tolerance
+    ok = acc >= target[:, None] - 1e-12
+    first = torch.where(ok.any(1), ok.double().argmax(1) + 1, len(correct) + 1)
+    return first
 
 
 def layer_params(
@@ -174,13 +250,21 @@ def smallest_within(points: Mapping, reference: float, tolerance: float = TOLERA
 
 
 def records_for(name: str, data: Mnist) -> list[dict]:
-    """run_record of every seed of experiment `name` (trained now where not cached), each
-    scored on its own digits; with the seed added."""
-    from lowrank.experiments import config_for, load_seeds, planned_seeds
+    """run_record of every reported seed of experiment `name` (trained now where not cached),
+    each scored on its own digits, with the seed added; cached beside the models."""
+    from lowrank.analyses import cached
+    from lowrank.experiments import config_for, initial_weight, load_seeds, reported_seeds
+    from lowrank.train import digits
 
     runs = load_seeds(name)  # settles a λ sweep's choice before its seeds are listed
-    own = data.classes(config_for(name).classes)
-    return [
-        {**run_record(model, history, own), "seed": seed}
-        for seed, (model, history) in zip(planned_seeds(name), runs, strict=True)
-    ]
+    out = []
+    for seed, (model, history) in zip(reported_seeds(name), runs, strict=True):
+        config = config_for(name, seed)
+        own = data.digits(digits(config))
+        W0 = initial_weight(name, seed) if config.rank is None else None
+        images = (len(own.val_y), len(own.test_y))  # the data it is scored on
+        record = cached(
+            (name, seed), "record", lambda: run_record(model, history, own, W0=W0), images=images
+        )
+        out.append({**record, "seed": seed})
+    return out

@@ -110,7 +110,9 @@ DESCRIPTIONS = {
         for r in FACTOR_RANKS
     },
     **{f"dropout{p}": f"baseline with dropout {p / 100:g}" for p in (0, 25)},
-    **{f"classes{C}": f"baseline on {C} random digits, {CLASS_IMAGES} images" for C in CLASS_COUNTS},
+    **{
+        f"classes{C}": f"baseline on {C} random digits, {CLASS_IMAGES} images" for C in CLASS_COUNTS
+    },
     **{f"frozen{C}": f"classes{C} with the output layer frozen" for C in FROZEN_COUNTS},
 }
 

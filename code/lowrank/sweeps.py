@@ -60,14 +60,24 @@ def truncation_accuracy(model, x, y, max_rank, svd=None):
     """Accuracy on (x, y) of `model` with W replaced by W_r, for r = 1 … max_rank.
 
     The same numbers as FactorisedEvaluator(model, x, y)(*truncated_svd(W, r))[1] for each r,
-    at a fraction of the cost: the pre-activation h W_rᵀ = Σ_{i≤r} s_i (h b_i) a_iᵀ of the
-    hidden layer grows by one rank-one term per rank, so a sweep over every rank costs one
-    rank-one update, one ReLU and one product with the last layer per rank.
+    at a fraction of the cost (truncation_correct).
+    """
+    return truncation_correct(model, x, y, max_rank, svd).double().mean(1).tolist()
+
+
+@torch.no_grad()
+def truncation_correct(model, x, y, max_rank, svd=None):
+    """Which images of (x, y) `model` gets right with W replaced by W_r: a boolean
+    max_rank × len(y) tensor, row r − 1 for W_r.
+
+    The pre-activation h W_rᵀ = Σ_{i≤r} s_i (h b_i) a_iᵀ of the hidden layer grows by one
+    rank-one term per rank, so a sweep over every rank costs one rank-one update, one ReLU and
+    one product with the last layer per rank.
     """
     # in W's own dtype, as the post's truncated_svd: the same factors, so the same accuracies
     # (`svd`: torch.linalg.svd(model.W, full_matrices=False), if the caller has it already)
     A, S, Bh = svd if svd is not None else torch.linalg.svd(model.W.detach(), full_matrices=False)
-    correct = torch.zeros(max_rank, dtype=torch.long)
+    correct = torch.zeros(max_rank, len(y), dtype=torch.bool)
     # a block of images at a time, so that its pre-activation stays in the processor's cache
     # across the ranks (all images at once: ~2.5x slower, limited by memory traffic)
     for start in range(0, len(x), IMAGE_BLOCK):
@@ -77,8 +87,25 @@ def truncation_accuracy(model, x, y, max_rank, svd=None):
         z = model.fc2.bias.expand(len(xb), -1).clone()  # the pre-activation at rank 0
         for i in range(max_rank):
             z.addr_(coefficients[:, i], A[:, i])
-            correct[i] += (model.fc3(F.relu(z)).argmax(1) == yb).sum()
-    return (correct.double() / len(y)).tolist()
+            correct[i, start : start + len(xb)] = model.fc3(F.relu(z)).argmax(1) == yb
+    return correct
+
+
+@torch.no_grad()
+def truncation_divergence(model, x, ranks, svd=None):
+    """For each r in ranks: the mean KL divergence KL(p ‖ p_r) of the truncated network's
+    predicted distribution p_r from the dense network's p over the images x, and the share
+    of images whose predicted class changes. {r: (kl, disagreement)}."""
+    A, S, Bh = svd if svd is not None else torch.linalg.svd(model.W.detach(), full_matrices=False)
+    h = F.relu(model.fc1(x))
+    dense = model.after_W(model.fc2(h)).double()
+    out = {}
+    for r in ranks:
+        z = (h @ Bh[:r].T * S[:r]) @ A[:, :r].T + model.fc2.bias
+        log_p_r = model.after_W(z).double()
+        kl = (dense.exp() * (dense - log_p_r)).sum(1).mean().item()
+        out[r] = (kl, (dense.argmax(1) != log_p_r.argmax(1)).double().mean().item())
+    return out
 
 
 @torch.no_grad()

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from lowrank.checks import is_real
 from lowrank.data import Mnist
-from lowrank.model import MAX_DROPOUT, Dropout, MnistFCNet, evaluate, factorised, weights
 from lowrank.mechanism import update_shares
+from lowrank.model import MAX_DROPOUT, Dropout, MnistFCNet, evaluate, factorised, weights
 from lowrank.rank import spectral_ranks
 
 # One thread per model: the matrix products of a 64-image batch use a second thread poorly
