@@ -14,6 +14,7 @@ the post can ask which one does.
 """
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import torch
 
@@ -263,8 +264,7 @@ def records_for(name: str, data: Mnist) -> list[dict]:
         own = data.digits(digits(config))
         W0 = initial_weight(name, seed) if config.rank is None else None
         images = (len(own.val_y), len(own.test_y))  # the data it is scored on
-        record = cached(
-            (name, seed), "record", lambda: run_record(model, history, own, W0=W0), images=images
-        )
+        compute = partial(run_record, model, history, own, W0=W0)
+        record = cached((name, seed), "record", compute, images=images)
         out.append({**record, "seed": seed})
     return out
