@@ -131,17 +131,74 @@ def test_generalisation():
     assert v.generalisation(0.07, 0.06).startswith("not below its test loss")
 
 
+def result(low, high, p=0.01, diff=None, n=8):
+    return dict(
+        diff=(low + high) / 2 if diff is None else diff, low=low, high=high, p=p, n=n, level=0.95
+    )
+
+
 def test_dropout_ordering():
     fall = {0.0: [30.0, 31.0], 0.25: [20.0, 21.0], 0.5: [10.0, 11.0]}
-    assert v.dropout_ordering(fall, True).endswith(
-        "beyond one standard deviation over seeds, and in every single epoch."
+    clear = [result(8, 12), result(8, 12)]
+    assert v.dropout_ordering(fall, True, clear).endswith(
+        "every step significant, and in every single epoch."
     )
-    assert v.dropout_ordering(fall, False).endswith("not in every single epoch.")
-    close = {0.0: [30.0, 20.0], 0.25: [24.0, 21.0], 0.5: [10.0, 11.0]}
-    assert v.dropout_ordering(close, True).startswith("On average the lower the dropout")
-    assert v.dropout_ordering({0.0: [10.0], 0.25: [20.0], 0.5: [5.0]}, True).startswith(
+    assert v.dropout_ordering(fall, False, clear).endswith("not in every single epoch.")
+    unclear = [result(8, 12), result(-1, 12, p=0.3)]
+    assert v.dropout_ordering(fall, True, unclear).startswith("On average the lower the dropout")
+    assert v.dropout_ordering({0.0: [10.0], 0.25: [20.0], 0.5: [5.0]}, True, clear).startswith(
         "The fall is not"
     )
+
+
+def test_a_difference_needs_its_interval_and_its_test():
+    assert v.decided(result(-2, -0.5)) == -1 and v.decided(result(0.5, 2)) == 1
+    assert v.decided(result(-0.5, 2)) == 0  # the interval includes zero
+    assert v.decided(result(0.5, 2, p=0.06)) == 0  # the test does not reject
+    lower = v.difference(result(-2, -0.5, diff=-1.25), "needed rank")
+    assert lower.startswith("a needed rank lower by 1.2") and "95% CI -2.0 to -0.5" in lower
+    higher = v.difference(result(0.001, 0.003), "test accuracy", 2, 100, " points")
+    assert higher.startswith("a test accuracy higher by 0.20 points") and "8 paired seeds" in higher
+    none = v.difference(result(-1, 2, p=0.4, diff=0.5), "needed rank", paired=False)
+    assert none.startswith("no difference in needed rank that we can tell (mean difference +0.5")
+    assert "8 seeds" in none
+
+
+def test_ranks_where_names_each_side_and_the_undecided():
+    mixed = v.ranks_where(
+        {5: result(0.01, 0.02), 10: result(-0.02, -0.01), 20: result(-0.01, 0.01, p=0.5)},
+        "fine-tuning",
+        "training from scratch",
+    )
+    assert mixed == (
+        "fine-tuning is more accurate at r = 5; training from scratch is more accurate at "
+        "r = 10; at r = 20 we cannot tell them apart"
+    )
+    assert (
+        v.ranks_where({5: result(-1, 1, p=0.9)}, "a", "b") == "at r = 5 we cannot tell them apart"
+    )
+
+
+def test_class_fit_reading_branches():
+    fit = lambda lo, hi: dict(slope=(lo + hi) / 2, slope_low=lo, slope_high=hi, level=0.95)  # noqa: E731
+    assert v.class_fit_reading(fit(0.8, 1.1)).endswith("the slope 1 of $C - 1$ lies within it")
+    assert "grows more slowly than $C - 1$" in v.class_fit_reading(fit(0.4, 0.7))
+    assert "grows faster than $C - 1$" in v.class_fit_reading(fit(1.2, 1.5))
+    assert v.class_fit_reading(fit(-0.3, 0.5)).startswith("We cannot tell whether")
+    assert v.class_fit_reading(fit(-0.5, -0.1)).startswith("The needed rank does not grow")
+
+
+def test_correlation_reading_branches():
+    assert v.correlation_reading("erank", 0.5, 0.2, 0.7).endswith("(95% CI +0.20 to +0.70)")
+    assert v.correlation_reading("erank", 0.2, -0.1, 0.5).endswith("includes zero")
+    assert v.correlation_reading("erank", float("nan"), 0, 0).endswith("undefined (constant)")
+    assert "no interval" in v.correlation_reading("erank", 0.3, float("nan"), float("nan"))
+
+
+def test_noise_share_reading_branches():
+    assert v.noise_share_reading(0.25, 1.0).startswith("25% of its variance comes from which")
+    assert v.noise_share_reading(2.0, 1.0).startswith("100%")
+    assert v.noise_share_reading(0.0, 0.0).startswith("the needed rank is the same")
 
 
 def test_adaptive_outcome_capped():
@@ -210,26 +267,6 @@ def test_randomized_beats_exact():
 # Verdicts from several seeds
 
 
-def test_needed_rank_effect_branches():
-    assert v.needed_rank_effect([7, 8, 9], [8, 8, 9], "L2").startswith("no measurable difference")
-    assert "lower needed rank" in v.needed_rank_effect([4, 4, 5], [8, 9, 9], "L1")
-    assert "higher needed rank" in v.needed_rank_effect([14, 15, 15], [8, 9, 9], "L1")
-
-
-def test_accuracy_cost_branches():
-    assert v.accuracy_cost([0.98, 0.981], [0.981, 0.982]) == "at no measurable cost in accuracy"
-    assert v.accuracy_cost([0.95, 0.951], [0.98, 0.981]) == "at a measurable cost in accuracy"
-    assert v.accuracy_cost([0.99, 0.991], [0.98, 0.981]) == "with a measurable gain in accuracy"
-
-
-def test_class_count_reading_branches():
-    counts = [2, 3, 5, 7, 10]
-    assert v.class_count_reading(counts, [1, 2.4, 4, 6.2, 9.8]).startswith("Yes")
-    partly = v.class_count_reading(counts, [1, 3, 7, 10, 14])
-    assert partly.startswith("Partly") and "5.0 away" in partly
-    assert v.class_count_reading(counts, [1, 5, 3, 8, 20]).startswith("No")
-
-
 def test_best_predictor_branches():
     assert v.best_predictor({"a": float("nan")}).startswith("no measure")
     strong = v.best_predictor({"effective rank": 0.2, "the class count": 0.9})
@@ -238,21 +275,6 @@ def test_best_predictor_branches():
     assert weak.startswith("none of the measures") and "the closest is stable rank" in weak
     tied = v.best_predictor({"gap": 0.85, "classes": 0.852, "erank": -0.7})
     assert tied.startswith("gap and classes sort the runs") and "ρ = +0.85 and +0.85" in tied
-
-
-def test_count_beyond_spread_branches():
-    same = v.count_beyond_spread({5: [0.9, 0.91]}, {5: [0.905, 0.91]}, "fine-tuning", "truncation")
-    assert same.startswith("fine-tuning and truncation cannot be told apart")
-    mixed = v.count_beyond_spread(
-        {5: [0.95, 0.96], 10: [0.9, 0.9]},
-        {5: [0.8, 0.81], 10: [0.97, 0.98]},
-        "fine-tuning",
-        "truncation",
-    )
-    assert (
-        "fine-tuning beats truncation at r = 5" in mixed
-        and "truncation beats fine-tuning at r = 10" in mixed
-    )
 
 
 def test_gap_positions_branches():

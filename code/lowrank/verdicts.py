@@ -11,8 +11,6 @@ The post's cells compute the numbers; these functions only choose the words.
 
 from collections.abc import Mapping, Sequence
 
-from lowrank.stats import separated
-
 
 def _join(words: Sequence[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
@@ -158,26 +156,26 @@ def generalisation(train_loss: float, test_loss: float) -> str:
     return "not below its test loss: no sign of overfitting"
 
 
-def dropout_ordering(total_fall: Mapping[float, Sequence[float]], per_epoch_holds: bool) -> str:
+def dropout_ordering(
+    total_fall: Mapping[float, Sequence[float]], per_epoch_holds: bool, steps: Sequence[Mapping]
+) -> str:
     """Whether the effective rank falls further the lower the dropout probability, from the
-    per-seed falls; `per_epoch_holds`: whether the mean fall is ordered in every epoch too."""
+    per-seed falls; `per_epoch_holds`: whether the mean fall is ordered in every epoch too;
+    `steps`: paired results (lowrank.stats.paired) of the fall at each lower rate minus the
+    next higher one."""
     rates = sorted(total_fall)
-    pairs = list(zip(rates, rates[1:]))
     mean = {rate: sum(v) / len(v) for rate, v in total_fall.items()}
-    if not all(mean[a] > mean[b] for a, b in pairs):
+    if not all(mean[a] > mean[b] for a, b in zip(rates, rates[1:])):
         return "The fall is not larger for every lower dropout probability."
     epochs = (
         ", and in every single epoch." if per_epoch_holds else ", though not in every single epoch."
     )
-    if all(separated(total_fall[a], total_fall[b]) > 0 for a, b in pairs):
-        return (
-            "In total the lower the dropout, the larger the fall, beyond one standard "
-            "deviation over seeds" + epochs
-        )
+    if all(decided(step) > 0 for step in steps):
+        return "The lower the dropout, the larger the fall, every step significant" + epochs
     return (
         "On average the lower the dropout, the larger the fall"
         + epochs
-        + " Not every step is beyond one standard deviation over seeds."
+        + " With these seeds we cannot tell every step apart from no difference."
     )
 
 
@@ -297,49 +295,108 @@ def randomized_beats_exact(reverse: Sequence[tuple[str, int]]) -> str:
     )
 
 
-# Verdicts from several seeds: two groups differ only when their ±1 SD intervals do not overlap
-# (lowrank.stats.separated).
+# Verdicts from several seeds: a difference is stated only when its confidence interval
+# excludes zero and its test rejects no difference at the same level (lowrank.stats); else
+# the sentence says that we cannot tell.
 
 
-def needed_rank_effect(penalised: Sequence[float], baseline: Sequence[float], penalty: str) -> str:
-    """What a penalty did to the needed rank, from the per-seed needed ranks of the penalised
-    runs and of the baseline trained as long."""
-    side = separated(penalised, baseline)
-    if side == 0:
-        return (
-            f"no measurable difference: the {penalty} runs and the baseline's overlap within "
-            "one standard deviation over seeds"
-        )
+def decided(result: Mapping) -> int:
+    """-1 (lower) or 1 (higher) when the interval of a − b excludes zero and p < 1 − level;
+    0 when the data cannot tell."""
+    if result["p"] >= 1 - result["level"]:
+        return 0
+    return -1 if result["high"] < 0 else 1 if result["low"] > 0 else 0
+
+
+def _evidence(result: Mapping, digits: int, scale: float, unit: str, paired: bool) -> str:
+    lo, hi = scale * result["low"], scale * result["high"]
+    seeds = f"{result['n']} {'paired ' if paired else ''}seeds"
     return (
-        f"a {'lower' if side < 0 else 'higher'} needed rank than the baseline's, beyond one "
-        "standard deviation over seeds"
+        f"{100 * result['level']:.0f}% CI {lo:+.{digits}f} to {hi:+.{digits}f}{unit}, "
+        f"p = {result['p']:.2g}, {seeds}"
     )
 
 
-def accuracy_cost(penalised: Sequence[float], baseline: Sequence[float]) -> str:
-    """What a penalty did to the uncompressed test accuracy, per seed."""
-    side = separated(penalised, baseline)
-    if side == 0:
-        return "at no measurable cost in accuracy"
-    return "at a measurable cost in accuracy" if side < 0 else "with a measurable gain in accuracy"
-
-
-def class_count_reading(
-    counts: Sequence[int], needed_means: Sequence[float], within: float = 1.0
+def difference(
+    result: Mapping,
+    quantity: str,
+    digits: int = 1,
+    scale: float = 1.0,
+    unit: str = "",
+    paired: bool = True,
 ) -> str:
-    """Whether the needed rank follows C − 1 for C classes, from its mean over seeds per C."""
-    off = [abs(r - (C - 1)) for C, r in zip(counts, needed_means, strict=True)]
-    if max(off) <= within:
+    """A difference a − b of `quantity` from lowrank.stats.paired (or unpaired): 'a needed rank
+    lower by 1.2 (95% CI …)', or that we cannot tell."""
+    d = scale * result["diff"]
+    evidence = _evidence(result, digits, scale, unit, paired)
+    side = decided(result)
+    if side == 0:
         return (
-            f"Yes: the needed rank follows $C - 1$, within {within:g} of it for every class count"
+            f"no difference in {quantity} that we can tell (mean difference "
+            f"{d:+.{digits}f}{unit}; {evidence})"
         )
-    rises = all(b > a for a, b in zip(needed_means, needed_means[1:]))
-    if rises:
+    word = "lower" if side < 0 else "higher"
+    return f"a {quantity} {word} by {abs(d):.{digits}f}{unit} ({evidence})"
+
+
+def ranks_where(results: Mapping[int, Mapping], better: str, worse: str) -> str:
+    """At which ranks `better` beats `worse` (per-rank paired results of better − worse)."""
+    up = [r for r, res in results.items() if decided(res) > 0]
+    down = [r for r, res in results.items() if decided(res) < 0]
+    none = [r for r in results if r not in up and r not in down]
+    parts = []
+    if up:
+        parts.append(f"{better} is more accurate at r = {_join(up)}")
+    if down:
+        parts.append(f"{worse} is more accurate at r = {_join(down)}")
+    if none:
+        parts.append(f"at r = {_join(none)} we cannot tell them apart")
+    return "; ".join(parts)
+
+
+def class_fit_reading(fit: Mapping) -> str:
+    """The fitted needed rank against C (lowrank.stats.linear_fit) against C − 1's slope 1."""
+    slope = (
+        f"{fit['slope']:.2f} per added class ({100 * fit['level']:.0f}% CI "
+        f"{fit['slope_low']:.2f} to {fit['slope_high']:.2f})"
+    )
+    if fit["slope_high"] < 1:
+        where = "lies above that interval: the needed rank grows more slowly than $C - 1$"
+    elif fit["slope_low"] > 1:
+        where = "lies below that interval: the needed rank grows faster than $C - 1$"
+    else:
+        where = "lies within it"
+    if fit["slope_high"] <= 0:
+        return f"The needed rank does not grow with $C$: its fitted slope is {slope}"
+    if fit["slope_low"] <= 0:
         return (
-            f"Partly: the needed rank grows with every added class, but it is up to "
-            f"{max(off):.1f} away from $C - 1$"
+            f"We cannot tell whether the needed rank grows with $C$: its fitted slope is {slope}, "
+            f"an interval that includes zero; the slope 1 of $C - 1$ {where.split(':')[0]}"
         )
-    return "No: the needed rank does not grow with every added class"
+    return f"The needed rank grows by {slope}; the slope 1 of $C - 1$ {where}"
+
+
+def correlation_reading(label: str, rho: float, low: float, high: float) -> str:
+    """A correlation with its interval, and whether the interval excludes zero."""
+    if rho != rho:
+        return f"{label}: undefined (constant)"
+    text = f"{label}: ρ = {rho:+.2f} (95% CI {low:+.2f} to {high:+.2f})"
+    if low != low or high != high:
+        return text.split(" (")[0] + " (no interval: too few varied resamples)"
+    if low <= 0 <= high:
+        return text + ", an interval that includes zero"
+    return text
+
+
+def noise_share_reading(image: float, total: float) -> str:
+    """How much of the needed rank's variance is evaluation noise (resampling the images)."""
+    if total <= 0:
+        return "the needed rank is the same for every seed and every resample of the images"
+    share = min(image / total, 1.0)
+    return (
+        f"{100 * share:.0f}% of its variance comes from which validation images are used "
+        f"and {100 * (1 - share):.0f}% from the seed"
+    )
 
 
 def best_predictor(correlations: Mapping[str, float], tie: float = 0.005) -> str:
@@ -360,23 +417,6 @@ def best_predictor(correlations: Mapping[str, float], tie: float = 0.005) -> str
         )
     verb = "sorts" if len(best) == 1 else "sort"
     return f"{_join(best)} {verb} the runs most like their needed rank, with ρ = {values}{tail}"
-
-
-def count_beyond_spread(
-    a: Mapping[int, Sequence[float]], b: Mapping[int, Sequence[float]], what: str, than: str
-) -> str:
-    """At how many keys (ranks) a's per-seed values lie above b's beyond the seed spread."""
-    keys = list(a)
-    above = [k for k in keys if separated(a[k], b[k]) > 0]
-    below = [k for k in keys if separated(a[k], b[k]) < 0]
-    if not above and not below:
-        return f"{what} and {than} cannot be told apart at any rank, within the seed spread"
-    parts = []
-    if above:
-        parts.append(f"{what} beats {than} at r = {_join(above)}")
-    if below:
-        parts.append(f"{than} beats {what} at r = {_join(below)}")
-    return "; ".join(parts) + ", beyond one standard deviation over seeds"
 
 
 def gap_positions(gaps: Sequence[int]) -> str:
