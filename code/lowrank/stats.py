@@ -41,6 +41,16 @@ def mean_std(values: Sequence[float], digits: int = 1, scale: float = 1.0) -> st
     return f"{mean:.{digits}f}" if n == 1 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def mean_ci(values: Sequence[float], digits: int = 1, scale: float = 1.0) -> str:
+    """'8.2 [7.9, 8.6]': the mean over seeds and its t interval at LEVEL (mean_band); one
+    value: just the value."""
+    v = scale * np.asarray(values, dtype=float)
+    mean, low, high = (float(a[0]) for a in mean_band(v[:, None]))
+    if len(v) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman's rank correlation (scipy.stats.spearmanr; ties get their mean rank); nan when
     either is constant."""
@@ -402,4 +412,5 @@ def linear_fit(x, y, level: float = LEVEL) -> dict:
         "intercept": float(fit.intercept),
         "intercept_low": float(fit.intercept - q * fit.intercept_stderr),
         "intercept_high": float(fit.intercept + q * fit.intercept_stderr),
+        "level": level,
     }

@@ -12,10 +12,25 @@ The post's cells compute the numbers; these functions only choose the words.
 from collections.abc import Mapping, Sequence
 
 
-def _join(words: Sequence[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
+def join(words: Sequence[str], sep: str = ", ") -> str:
+    """'a', 'a and b', 'a, b and c' (with sep="; ": 'a; b; and c' for clauses with commas)."""
     words = [str(w) for w in words]
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    if len(words) <= 2:
+        return " and ".join(words)
+    last = " and " if sep == ", " else sep.rstrip() + " and "
+    return sep.join(words[:-1]) + last + words[-1]
+
+
+_join = join
+
+
+def grid_position(index: int, size: int) -> str:
+    """Where the chosen value lies in a grid of `size` values: at an end, or inside."""
+    if index == 0:
+        return "the weakest of its grid: validation would need a weaker one to turn down"
+    if index == size - 1:
+        return "the strongest of its grid: validation would need a stronger one to turn down"
+    return "inside its grid, where validation accuracy turns down on both sides"
 
 
 def _factor(x: float) -> str:
