@@ -280,11 +280,14 @@ def test_shown_code_fits_the_column(doc):
 def test_the_figures_that_answer_the_questions_are_there(doc):
     labels = {c.options["label"] for _, c in figure_cells(doc)}
     for label in (
-        "fig-ablation",
         "fig-anatomy",
+        "fig-baselines",
         "fig-classes",
+        "fig-drop",
         "fig-finetune",
         "fig-layers",
+        "fig-mechanism",
         "fig-needed-rank",
+        "fig-tolerance",
     ):
         assert label in labels, label

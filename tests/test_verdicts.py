@@ -267,16 +267,6 @@ def test_randomized_beats_exact():
 # Verdicts from several seeds
 
 
-def test_best_predictor_branches():
-    assert v.best_predictor({"a": float("nan")}).startswith("no measure")
-    strong = v.best_predictor({"effective rank": 0.2, "the class count": 0.9})
-    assert strong.startswith("the class count sorts") and "effective rank +0.20" in strong
-    weak = v.best_predictor({"effective rank": 0.2, "stable rank": -0.3})
-    assert weak.startswith("none of the measures") and "the closest is stable rank" in weak
-    tied = v.best_predictor({"gap": 0.85, "classes": 0.852, "erank": -0.7})
-    assert tied.startswith("gap and classes sort the runs") and "ρ = +0.85 and +0.85" in tied
-
-
 def test_gap_positions_branches():
     assert v.gap_positions([10, 10, 10]) == "at i = 10 for every seed"
     assert v.gap_positions([10]) == "at i = 10"
@@ -332,3 +322,8 @@ def test_passes_to_reach_with_one_or_no_method_there():
     assert v.passes_to_reach(runs, within=1.01) == (
         "None of the methods shown comes within 1% of $\\sigma_{k+1}$."
     )
+
+
+def test_signed_difference_stars_only_a_decided_difference():
+    assert v.signed_difference(result(0.001, 0.003), 2, 100) == "+0.20 [+0.10, +0.30]*"
+    assert v.signed_difference(result(-0.001, 0.003, p=0.3), 2, 100) == "+0.10 [-0.10, +0.30]"

@@ -122,7 +122,8 @@ DESCRIPTIONS = {
 SEEDS = 8
 DESCRIPTIVE = {"model6": 2, "model10": 2, "baseline20": 3, "dropout0": 3, "dropout25": 3}
 TUNING_SEED = 1000
-QUICK_EPOCHS, QUICK_SUBSET, QUICK_SEEDS = 1, 5000, 1  # one seed: the tests stay under 5 minutes
+# two seeds: every paired test and interval of the post runs in the tests
+QUICK_EPOCHS, QUICK_SUBSET, QUICK_SEEDS = 1, 5000, 2
 
 
 TRUE, FALSE = ("1", "true", "yes", "y", "on"), ("", "0", "false", "no", "n", "off")

@@ -354,6 +354,14 @@ def difference(
     return f"a {quantity} {word} by {abs(d):.{digits}f}{unit} ({evidence})"
 
 
+def signed_difference(result: Mapping, digits: int = 1, scale: float = 1.0) -> str:
+    """'+0.12 [−0.05, +0.30]' for a table cell, starred when decided() says the difference is
+    real."""
+    d, lo, hi = (scale * result[k] for k in ("diff", "low", "high"))
+    star = "*" if decided(result) else ""
+    return f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{star}"
+
+
 def ranks_where(results: Mapping[int, Mapping], better: str, worse: str) -> str:
     """At which ranks `better` beats `worse` (per-rank paired results of better − worse)."""
     up = [r for r, res in results.items() if decided(res) > 0]
@@ -412,26 +420,6 @@ def noise_share_reading(image: float, total: float) -> str:
         f"{100 * share:.0f}% of its variance comes from which validation images are used "
         f"and {100 * (1 - share):.0f}% from the seed"
     )
-
-
-def best_predictor(correlations: Mapping[str, float], tie: float = 0.005) -> str:
-    """Which measure sorts the runs most like their needed rank (Spearman's ρ, nan: undefined);
-    measures within `tie` of the best |ρ| share first place."""
-    defined = {k: v for k, v in correlations.items() if v == v}
-    if not defined:
-        return "no measure can be correlated with the needed rank here (one of them is constant)"
-    top = max(abs(v) for v in defined.values())
-    best = [k for k, v in defined.items() if abs(v) >= top - tie]
-    others = [f"{k} {v:+.2f}" for k, v in defined.items() if k not in best]
-    tail = f" (the others: {_join(others)})" if others else ""
-    values = _join(f"{defined[k]:+.2f}" for k in best)
-    if top < 0.5:
-        return (
-            f"none of the measures sorts the runs like their needed rank: the closest "
-            f"{'is' if len(best) == 1 else 'are'} {_join(best)}, with ρ = {values}{tail}"
-        )
-    verb = "sorts" if len(best) == 1 else "sort"
-    return f"{_join(best)} {verb} the runs most like their needed rank, with ρ = {values}{tail}"
 
 
 def gap_positions(gaps: Sequence[int]) -> str:
