@@ -98,3 +98,43 @@ def test_smallest_within_picks_the_cheapest_good_enough_point():
     assert smallest_within(points, 0.98) == "b"
     assert smallest_within(points, 0.98, tolerance=0.0) == "c"
     assert smallest_within(points, 0.995, tolerance=0.0) is None
+
+
+def test_needed_from_reads_the_smallest_rank_within_the_tolerance():
+    from lowrank.ablations import needed_from
+
+    dense = torch.tensor([True] * 8 + [False] * 2)  # 80%
+    correct = torch.stack([torch.tensor([True] * k + [False] * (10 - k)) for k in (5, 7, 8, 9)])
+    assert needed_from(correct, dense, 0.0) == 3
+    assert needed_from(correct, dense, 0.1) == 2  # 70% is within 10 points
+    assert needed_from(correct[:2], dense, 0.0) == 3  # none within: rows + 1
+
+
+def test_needed_draws_resample_the_images_and_agree_with_the_point_estimate_when_clear():
+    from lowrank.ablations import needed_draws
+
+    n = 2000
+    dense = torch.ones(n, dtype=torch.bool)
+    clear = torch.stack([torch.arange(n) < k for k in (n // 2, n - 1, n)])  # 50%, ~100%, 100%
+    rec = {"val_correct": clear, "val_dense": dense}
+    draws = needed_draws(rec, tolerance=0.01, n_resamples=200)
+    assert draws.shape == (200,) and set(draws.tolist()) == {2}
+    # a rank right at the tolerance: resampling the images moves it
+    edge = torch.stack([torch.arange(n) < n * 0.5, torch.arange(n) < n * 0.99, dense])
+    noisy = needed_draws({"val_correct": edge, "val_dense": dense}, 0.01, 400)
+    assert set(noisy.tolist()) == {2, 3}
+    assert torch.equal(noisy, needed_draws({"val_correct": edge, "val_dense": dense}, 0.01, 400))
+
+
+def test_the_record_counts_the_update_in_the_heads_subspace():
+    from lowrank.ablations import update_measures
+
+    torch.manual_seed(0)
+    head = torch.randn(4, 50)
+    W0 = torch.randn(50, 50)
+    v = torch.randn(4, 30)
+    v -= v.mean(0)
+    W = W0 + head.T @ v @ torch.randn(30, 50)
+    out = update_measures(W, W0, head)
+    assert out["head_share"] == pytest.approx(1.0, abs=1e-5)
+    assert out["random_share"] < 0.3  # 3 of 50 dimensions: 0.06 on average

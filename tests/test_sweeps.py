@@ -149,3 +149,28 @@ def test_explorer_grid_is_the_issue_grid_in_full_mode_and_smaller_in_quick_mode(
     assert quick["max_rank"] < 100 and quick["range"]["draws"] < 20
     for key in ("ks", "ps", "qs"):
         assert set(quick["range"][key]) <= set(full["range"][key])
+
+
+def test_truncation_correct_is_the_image_by_image_accuracy(images):
+    from lowrank.sweeps import truncation_correct
+
+    x, y = images
+    model = small_net(3)
+    correct = truncation_correct(model, x, y, max_rank=40)
+    assert correct.shape == (40, len(y)) and correct.dtype == torch.bool
+    with torch.no_grad():  # full rank: image by image, the uncompressed network
+        dense = model(x).argmax(1) == y
+    assert (correct[-1] != dense).sum() <= 1
+    assert correct.double().mean(1).tolist() == truncation_accuracy(model, x, y, max_rank=40)
+
+
+def test_truncation_divergence_is_zero_at_full_rank_and_positive_below(images):
+    from lowrank.sweeps import truncation_divergence
+
+    x, _ = images
+    model = small_net(4)
+    out = truncation_divergence(model, x, [1, 40])
+    kl1, changed1 = out[1]
+    kl40, changed40 = out[40]
+    assert kl40 == pytest.approx(0.0, abs=1e-6) and changed40 <= 1 / len(x)
+    assert kl1 > 1e-4 and 0 <= changed1 <= 1
