@@ -8,7 +8,7 @@ network changes what is trained. Training always runs on TRAIN_THREADS intra-op 
 the thread count changes the floats, and a trained model must depend only on its config.
 """
 
-import hashlib
+import hashlib  # noqa: I001 (mechanism after model: the order is in the models' cache key)
 import math
 import sys
 import time
@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from lowrank.checks import is_real
 from lowrank.data import Mnist
-from lowrank.mechanism import update_shares
 from lowrank.model import MAX_DROPOUT, Dropout, MnistFCNet, evaluate, factorised, weights
+from lowrank.mechanism import update_shares
 from lowrank.rank import spectral_ranks
 
 # One thread per model: the matrix products of a 64-image batch use a second thread poorly
