@@ -370,3 +370,10 @@ def test_random_digits_are_drawn_from_the_seed():
     c = TrainConfig(classes=3, random_digits=True, seed=5)
     assert TRAINING.digits(c) == TRAINING.digits(c)
     assert TRAINING.digits(TrainConfig(classes=3)) == (0, 1, 2)
+
+
+def test_a_nuclear_penalty_that_removes_all_of_W_is_recorded_not_fatal(mnist):
+    config = TrainConfig(epochs=2, train_subset=200, penalty="nuclear", lam=1e3)
+    model, history = train(config, mnist, device="cpu")
+    assert [(r["erank"], r["srank"]) for r in history] == [(0.0, 0.0), (0.0, 0.0)]
+    assert not model.W.any()

@@ -8,7 +8,7 @@ network changes what is trained. Training always runs on TRAIN_THREADS intra-op 
 the thread count changes the floats, and a trained model must depend only on its config.
 """
 
-import hashlib  # noqa: I001 (mechanism after model: the order is in the models' cache key)
+import hashlib
 import math
 import sys
 import time
@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from lowrank.checks import is_real
 from lowrank.data import Mnist
-from lowrank.model import MAX_DROPOUT, Dropout, MnistFCNet, evaluate, factorised, weights
 from lowrank.mechanism import update_shares
+from lowrank.model import MAX_DROPOUT, Dropout, MnistFCNet, evaluate, factorised, weights
 from lowrank.rank import spectral_ranks
 
 # One thread per model: the matrix products of a 64-image batch use a second thread poorly
@@ -353,7 +353,8 @@ def train(
             run.scheduler.step()
             for split, (x_, y_) in splits.items():
                 record[f"{split}_loss"], record[f"{split}_acc"] = evaluate(run.model, x_, y_)
-            record["erank"], record["srank"] = spectral_ranks(run.model.W.detach())
+            W = run.model.W.detach()  # all zeros when a strong nuclear penalty removes it all
+            record["erank"], record["srank"] = spectral_ranks(W) if W.any() else (0.0, 0.0)
             if config.rank is None:
                 record.update(update_shares(run.model.W, W0, run.model.fc3.weight))
             record.update(seconds=time.perf_counter() - began, train_seconds=train_seconds)
