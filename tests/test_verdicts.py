@@ -327,3 +327,10 @@ def test_passes_to_reach_with_one_or_no_method_there():
 def test_signed_difference_stars_only_a_decided_difference():
     assert v.signed_difference(result(0.001, 0.003), 2, 100) == "+0.20 [+0.10, +0.30]*"
     assert v.signed_difference(result(-0.001, 0.003, p=0.3), 2, 100) == "+0.10 [-0.10, +0.30]"
+
+
+def test_power_reading_branches():
+    assert "detects a difference of 1.3 in needed rank and of 0.12 points" in v.power_reading(
+        1.26, 0.12, 8, 8
+    )
+    assert "cannot be estimated" in v.power_reading(0.0, 0.1, 8, 8)

@@ -128,8 +128,9 @@ def run_record(
     rec["needed"], rec["needed_relative"] = (
         needed_from(rec["val_correct"], rec["val_dense"], t) for t in (tolerance, relative)
     )
-    if rec["needed"] > R:  # beyond the profile: bisection on the whole spectrum
-        rec["needed"] = needed_rank(model, data.val_x, data.val_y, tolerance, svd=svd)
+    for key, t in (("needed", tolerance), ("needed_relative", relative)):
+        if rec[key] > R:  # beyond the profile: bisection on the whole spectrum
+            rec[key] = needed_rank(model, data.val_x, data.val_y, t, svd=svd)
     factors = U[:, : rec["needed"]] * S[: rec["needed"]], Vh[: rec["needed"]]
     rec["needed_test_acc"] = FactorisedEvaluator(model, data.test_x, data.test_y)(*factors)[1]
     divergence = truncation_divergence(model, data.val_x, FIXED_RANKS, svd=svd)

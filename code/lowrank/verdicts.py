@@ -362,6 +362,22 @@ def signed_difference(result: Mapping, digits: int = 1, scale: float = 1.0) -> s
     return f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{star}"
 
 
+def power_reading(needed: float, loss_points: float, n: int, rank: int) -> str:
+    """The smallest differences the paired design detects (80% power, 5% level), from the
+    observed spread of the paired differences; zero spread has no such number."""
+    if needed == 0 or loss_points == 0:
+        return (
+            f"With {n} paired seeds, the paired differences do not vary between seeds here, so "
+            "this design's power cannot be estimated from them"
+        )
+    return (
+        f"With {n} paired seeds and the spread observed here, a paired $t$-test at the 5% level "
+        f"detects a difference of {needed:.1f} in needed rank and of {loss_points:.2f} points "
+        f"of accuracy loss at $r$ = {rank} with probability 0.8; smaller effects may exist "
+        "unseen"
+    )
+
+
 def ranks_where(results: Mapping[int, Mapping], better: str, worse: str) -> str:
     """At which ranks `better` beats `worse` (per-rank paired results of better − worse)."""
     up = [r for r, res in results.items() if decided(res) > 0]
