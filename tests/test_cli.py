@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lowrank import experiments
+from lowrank import cli, experiments
 from lowrank.cli import format_history, main
 
 
@@ -17,8 +17,9 @@ def test_list_names_every_experiment(quick_cache, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert all(name in out for name in experiments.EXPERIMENTS)
     line = {row.split()[0]: row for row in out.splitlines()}
-    assert "seeds 0-1  2 not trained" in line["model0"]  # two seeds
-    assert "seed 0     1 not trained" in line["l2-1.0e-04"]  # a λ sweep's tuning seed
+    assert line["model0"].split()[1:5] == ["seeds", "0-1", "2", "not"]  # two seeds
+    assert line["l2-1.0e-04"].split()[1:5] == ["seed", "1000", "1", "not"]  # the tuning seed
+    assert cli._span([1000, 0, 1, 2, 5]) == "seeds 0-2, 5, 1000"
 
 
 def test_unknown_name_is_an_error_naming_the_allowed_values(capsys):
@@ -43,7 +44,7 @@ def test_train_then_show(quick_cache, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert out.startswith("model0 seed 1: baseline") and "val acc" in out and "erank" in out
     assert main(["list"]) == 0
-    assert "seeds 0-1  2 cached" in capsys.readouterr().out
+    assert "seeds 0-1        2 cached" in capsys.readouterr().out
 
 
 def test_history_table_has_one_row_per_epoch():
@@ -127,7 +128,7 @@ def test_unreadable_entry_is_listed_as_such_and_kept(quick_cache, monkeypatch, c
     assert main(["show", "model0"]) == 1
     assert f"cannot read cache entry {path}" in one_error_line(capsys)
     assert main(["list"]) == 0
-    assert "seed 0     1 unreadable" in capsys.readouterr().out.splitlines()[0]
+    assert "seed 0           1 unreadable" in capsys.readouterr().out.splitlines()[0]
     assert path.exists()
 
 
@@ -291,6 +292,7 @@ def test_show_of_a_seed_train_does_not_train_advises_a_command_that_trains_it(
     quick_cache, monkeypatch, capsys
 ):
     monkeypatch.setattr(experiments, "QUICK_SUBSET", 300)
+    monkeypatch.setattr(experiments, "QUICK_SEEDS", 1)
     assert main(["show", "model0", "--seed", "7"]) == 1
     err = capsys.readouterr().err.splitlines()[-1]
     code = "from lowrank import load_or_train; load_or_train('model0', seed=7)"

@@ -355,7 +355,15 @@ def _how_to_train(args) -> str:
 
 
 def _span(seeds: list[int]) -> str:
-    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+    """'seed 3', 'seeds 0-7' or 'seeds 0-7, 1000': runs of consecutive seeds."""
+    runs: list[list[int]] = []
+    for seed in sorted(seeds):
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    text = ", ".join(f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+    return f"seed{'s' if len(seeds) > 1 else ''} {text}"
 
 
 def _list_line(name: str) -> str:
@@ -376,5 +384,4 @@ def _list_line(name: str) -> str:
     counts = ", ".join(
         f"{states.count(s)} {s}" for s in ("cached", "not trained", "unreadable") if s in states
     )
-    span = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
-    return f"{name:12} {span:10} {counts:22} {describe(name)}"
+    return f"{name:15} {_span(seeds):16} {counts:22} {describe(name)}"
