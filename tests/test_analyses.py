@@ -74,3 +74,16 @@ def test_a_damaged_entry_is_recomputed_and_replaced(cache, damage):
         assert analyses.cached(("model0", 0), "sweep", compute) == [1.0, 2.0]
     assert len(calls) == 2
     assert analyses.cached(("model0", 0), "sweep", compute) == [1.0, 2.0] and len(calls) == 2
+
+
+def test_editing_a_verdicts_wording_recomputes_nothing(monkeypatch, tmp_path):
+    package = tmp_path / "lowrank"
+    package.mkdir()
+    for name in ("stats.py", "verdicts.py"):
+        (package / name).write_text(f"X = 1  # {name}\n")
+    monkeypatch.setattr(analyses, "PACKAGE", package)
+    before = analyses._package_hash()
+    (package / "verdicts.py").write_text("X = 2\n")
+    assert analyses._package_hash() == before
+    (package / "stats.py").write_text("X = 2\n")
+    assert analyses._package_hash() != before

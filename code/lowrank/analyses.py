@@ -4,10 +4,11 @@
 
 A warm render (every model cached) would otherwise recompute every sweep and bootstrap from
 the weights. An analysis is stored under the cache's analyses/ folder, keyed by the cache keys
-of the models it reads, its label and parameters, and the source of the whole package (the
-code that computes it: any change to the package recomputes every analysis, and retrains
-nothing). Entries are written atomically and sealed with their digest like the models; a
-corrupt or stale one is recomputed and replaced, never trusted.
+of the models it reads, its label and parameters, and the source of the package's modules
+that compute (any change to them recomputes every analysis, and retrains nothing; the
+verdicts' wording, the page plumbing and the command line are left out). Entries are written
+atomically and sealed with their digest like the models; a corrupt or stale one is recomputed
+and replaced, never trusted.
 """
 
 import ast
@@ -26,11 +27,18 @@ PACKAGE = Path(__file__).parent
 Model = tuple[str, int]  # (experiment, seed)
 
 
+# Modules that compute no analysis: the page's words and plumbing, the command line, the
+# training plan. Editing them (a verdict's wording, say) recomputes nothing.
+NOT_ANALYSIS = ("__init__.py", "__main__.py", "cli.py", "page.py", "shards.py", "verdicts.py")
+
+
 def _package_hash() -> str:
-    """Hash of every module of the package, without docstrings, comments or formatting."""
+    """Hash of the package's modules that compute analyses, without docstrings, comments or
+    formatting."""
     trees = {
         path.name: ast.dump(_without_docstrings(ast.parse(path.read_text())))
         for path in sorted(PACKAGE.glob("*.py"))
+        if path.name not in NOT_ANALYSIS
     }
     return hashlib.sha256(json.dumps(trees, sort_keys=True).encode()).hexdigest()
 
