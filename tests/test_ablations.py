@@ -138,3 +138,21 @@ def test_the_record_counts_the_update_in_the_heads_subspace():
     out = update_measures(W, W0, head)
     assert out["head_share"] == pytest.approx(1.0, abs=1e-5)
     assert out["random_share"] < 0.3  # 3 of 50 dimensions: 0.06 on average
+
+
+def test_the_record_measures_the_update_against_the_start():
+    from lowrank.ablations import run_record
+    from lowrank.data import Mnist
+    from lowrank.rank import effective_rank
+
+    net, x, y = net_with_rank(5)
+    W = net.W.detach()
+    W0 = W + 0.1 * torch.randn(W.shape, generator=torch.Generator().manual_seed(1))
+    data = Mnist(x[:400], y[:400], x[:400], y[:400], x[400:], y[400:], 0.0, 1.0)
+    rec = run_record(net, [{}], data, W0=W0)
+    assert rec["initial_erank"] == pytest.approx(effective_rank(W0))
+    assert rec["update_erank"] == pytest.approx(effective_rank(W - W0))
+    size = torch.linalg.matrix_norm(W - W0, ord=2) / torch.linalg.matrix_norm(W0, ord=2)
+    assert rec["update_size"] == pytest.approx(size.item(), rel=1e-5)
+    assert torch.equal(rec["spectra"]["W"], torch.linalg.svdvals(W.double()))
+    assert "spectra" not in run_record(net, [{}], data)  # no start, no update

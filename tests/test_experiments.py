@@ -541,3 +541,24 @@ def test_a_numpy_seed_is_the_same_seed():
 
     assert config_for("model0", np.int64(3)) == config_for("model0", 3)
     assert cache_path("model0", np.int64(3)) == cache_path("model0", 3)
+
+
+def test_a_cached_record_is_read_without_loading_its_model(
+    quick_cache, counted_training, monkeypatch
+):
+    from lowrank.ablations import records_for
+
+    data = experiments.scoring_data(experiments.load_mnist())
+    first = records_for("model0", data)
+    assert [rec["seed"] for rec in first] == experiments.reported_seeds("model0")
+    assert counted_training == [1] * len(first)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded for a cached record")
+
+    monkeypatch.setattr(experiments, "load_or_train", no_loading)
+    again = records_for("model0", data)
+    assert [rec["needed"] for rec in again] == [rec["needed"] for rec in first]
+    assert experiments.history("model0", 1)[-1] == load_or_train("model0", seed=1)[1][-1]
+    with pytest.raises(ValueError, match="^seed must be an integer in"):
+        experiments.history("model0", -1)

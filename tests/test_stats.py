@@ -7,6 +7,7 @@ import scipy.stats
 from lowrank.stats import (
     LEVEL,
     clustered_bootstrap,
+    clustered_correlations,
     direction,
     linear_fit,
     mcnemar,
@@ -383,3 +384,21 @@ def test_linear_fit_exact_and_coverage():
     assert 0.93 <= slopes / 1000 <= 0.97 and 0.93 <= intercepts / 1000 <= 0.97
     with pytest.raises(ValueError, match="^x must be not constant"):
         linear_fit([1, 1, 1], [1, 2, 3])
+
+
+def test_clustered_correlations_are_the_clustered_bootstraps_of_each_measure():
+    rng = np.random.default_rng(10)
+    clusters = np.repeat(np.arange(10), 3)
+    z = np.repeat(rng.normal(size=10), 3)  # a confounder constant within each cluster
+    y = z + 0.2 * rng.normal(size=30)
+    measures = {"x": z + 0.2 * rng.normal(size=30), "noise": rng.normal(size=30)}
+    plain = clustered_correlations(measures, y, clusters, n_resamples=300)
+    assert plain["x"] == clustered_bootstrap(measures["x"], y, clusters, spearman, 300)
+    assert plain["x"]["low"] > 0.5  # x tracks y through z
+    held = clustered_correlations(measures, y, clusters, z, n_resamples=300)
+    for label, x in measures.items():
+        assert held[label]["estimate"] == pytest.approx(partial_spearman(x, y, z))
+        assert held[label]["low"] <= held[label]["estimate"] <= held[label]["high"]
+    assert held["x"]["estimate"] < plain["x"]["estimate"] - 0.3  # z held fixed: less is left
+    with pytest.raises(ValueError, match="^measures must be a 1-D list of at least 3"):
+        clustered_correlations({"x": [1.0, 2.0]}, [1.0, 2.0], [0, 1], [0.0, 1.0])

@@ -5,11 +5,13 @@ import json
 import pytest
 import torch
 
-from lowrank import FactorisedEvaluator, MnistFCNet, truncated_svd
+from lowrank import FactorisedEvaluator, MnistFCNet, randomized_low_rank, truncated_svd
 from lowrank.randomized import frobenius_error, hmt_expected_error, range_finder, spectral_error
 from lowrank.sweeps import (
+    accuracy_at_ranks,
     explorer_grid,
     projection_error,
+    randomized_accuracy,
     range_error_draws,
     rank_sweep,
     relative_errors,
@@ -174,3 +176,31 @@ def test_truncation_divergence_is_zero_at_full_rank_and_positive_below(images):
     kl40, changed40 = out[40]
     assert kl40 == pytest.approx(0.0, abs=1e-6) and changed40 <= 1 / len(x)
     assert kl1 > 1e-4 and 0 <= changed1 <= 1
+
+
+def test_accuracy_at_ranks_is_the_evaluator_on_the_truncated_svd(images):
+    x, y = images
+    model = small_net(1)
+    evaluate = FactorisedEvaluator(model, x, y)
+    dense, at = accuracy_at_ranks(model, x, y, [1, 5, 40])
+    assert dense == evaluate.dense()[1]
+    assert at == [evaluate(*truncated_svd(model.W.detach(), r))[1] for r in (1, 5, 40)]
+    # at full rank the factors multiply back to W: the uncompressed accuracy, up to rounding
+    assert accuracy_at_ranks(model, x, y, [40])[1][0] == pytest.approx(dense, abs=1 / len(y))
+
+
+def test_randomized_accuracy_recovers_an_exactly_low_rank_W_and_replays_each_draw(images):
+    x, y = images
+    model = small_net(2)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # W of rank 5 exactly
+        model.fc2.weight.copy_(torch.randn(40, 5, generator=g) @ torch.randn(5, 40, generator=g))
+    evaluate = FactorisedEvaluator(model, x, y)
+    dense = evaluate.dense()[1]
+    out = randomized_accuracy(model, x, y, [2, 5, 8], (0, 1), draws=3, oversample=4)
+    assert set(out) == {0, 1} and all(len(rows) == 3 and len(rows[0]) == 3 for rows in out.values())
+    for q, rows in out.items():
+        assert [a for row in rows for a in row[1:]] == pytest.approx([dense] * 6, abs=1 / len(y))
+        g = torch.Generator().manual_seed(2)  # draw 2 at rank 2, replayed
+        U, V = randomized_low_rank(model.W.detach(), 2, 4, q, generator=g)
+        assert rows[2][0] == evaluate(U, V)[1]

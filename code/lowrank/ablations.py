@@ -111,7 +111,9 @@ def run_record(
     (the test accuracy at the needed rank), epochs; per image, which ones the net truncated to
     r = 1 … PROFILE_RANKS gets right (val_correct, test_correct: ranks × images) and the dense
     net (val_dense, test_dense); kl and disagree at FIXED_RANKS (validation); with W0 (W before
-    training) head_share, top_share and random_share of the update W − W₀ (lowrank.mechanism).
+    training) head_share, top_share and random_share of the update W − W₀ (lowrank.mechanism),
+    the effective ranks of W₀ (initial_erank) and of W − W₀ (update_erank), ‖W − W₀‖₂ / ‖W₀‖₂
+    (update_size), and the singular values of W₀, W and W − W₀ (spectra).
     """
     W = model.W.detach()
     U, S, Vh = svd = torch.linalg.svd(W, full_matrices=False)  # truncated_svd's, sliced
@@ -141,6 +143,13 @@ def run_record(
     rec["epochs"] = len(history)
     if W0 is not None:
         rec.update(update_measures(W, W0, model.fc3.weight.detach()))
+        s0, sD = singular_values(W0), singular_values(W - W0)
+        rec.update(
+            initial_erank=_effective_rank(s0),
+            update_erank=_effective_rank(sD),
+            update_size=(sD[0] / s0[0]).item(),  # ‖W − W₀‖₂ / ‖W₀‖₂
+            spectra={"W_0": s0, "W": s, "update": sD},
+        )
     return rec
 
 
@@ -252,20 +261,21 @@ def smallest_within(points: Mapping, reference: float, tolerance: float = TOLERA
 
 
 def records_for(name: str, data: Mnist) -> list[dict]:
-    """run_record of every reported seed of experiment `name` (trained now where not cached),
-    each scored on its own digits, with the seed added; cached beside the models."""
+    """run_record of every reported seed of experiment `name`, each scored on its own digits,
+    with the seed added; cached beside the models (a model is loaded, or trained, only for a
+    record not yet cached)."""
     from lowrank.analyses import cached
-    from lowrank.experiments import config_for, initial_weight, load_seeds, reported_seeds
+    from lowrank.experiments import config_for, initial_weight, load_or_train, settled_seeds
     from lowrank.train import digits
 
-    runs = load_seeds(name)  # settles a λ sweep's choice before its seeds are listed
-    out = []
-    for seed, (model, history) in zip(reported_seeds(name), runs, strict=True):
+    def compute(seed):
+        model, history = load_or_train(name, seed=seed)
         config = config_for(name, seed)
-        own = data.digits(digits(config))
         W0 = initial_weight(name, seed) if config.rank is None else None
-        images = (len(own.val_y), len(own.test_y))  # the data it is scored on
-        compute = partial(run_record, model, history, own, W0=W0)
-        record = cached((name, seed), "record", compute, images=images)
-        out.append({**record, "seed": seed})
-    return out
+        return run_record(model, history, data.digits(digits(config)), W0=W0)
+
+    images = (len(data.val_y), len(data.test_y))  # scored on all of them, or quick mode's
+    return [
+        {**cached((name, seed), "record", partial(compute, seed), images=images), "seed": seed}
+        for seed in settled_seeds(name)
+    ]

@@ -21,6 +21,7 @@ import shutil
 import sys
 import warnings
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -71,10 +72,12 @@ def code_hash() -> str:
     It hashes each module's syntax tree without its docstrings, so comments, docstrings and
     formatting do not count: rewording a docstring or reformatting retrains nothing.
     """
-    trees = {
-        name: ast.dump(_without_docstrings(ast.parse(source)))
-        for name, source in training_sources().items()
-    }
+    return _syntax_hash(tuple(sorted(training_sources().items())))
+
+
+@cache  # parsing takes ~70 ms, and a render asks for the key of every model many times
+def _syntax_hash(sources: tuple[tuple[str, str], ...]) -> str:
+    trees = {name: ast.dump(_without_docstrings(ast.parse(source))) for name, source in sources}
     return hashlib.sha256(json.dumps(trees, sort_keys=True).encode()).hexdigest()
 
 

@@ -310,6 +310,33 @@ def clustered_bootstrap(
     return {"estimate": estimate, "low": low, "high": high}
 
 
+def clustered_correlations(
+    measures: dict[str, Sequence[float]],
+    y,
+    clusters,
+    covariates=None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> dict[str, dict]:
+    """{label: clustered_bootstrap of the Spearman correlation of measures[label] with y}; with
+    covariates (n values, or n × k), of the partial Spearman correlation controlling for them
+    (each resample draws whole clusters, covariates with their runs)."""
+    out = {}
+    for label, x in measures.items():
+        if covariates is None:
+            out[label] = clustered_bootstrap(x, y, clusters, spearman, n_resamples, seed, level)
+            continue
+        x, z = _vector(x, "measures", 3), np.asarray(covariates, dtype=float)
+
+        def statistic(i, y_i, x=x, z=z):  # i: the resampled runs' indices
+            return partial_spearman(x[i.astype(int)], y_i, z[i.astype(int)])
+
+        runs = np.arange(len(x))
+        out[label] = clustered_bootstrap(runs, y, clusters, statistic, n_resamples, seed, level)
+    return out
+
+
 def _cluster_draws(x, y, members, statistic, n_resamples: int, seed: int) -> np.ndarray:
     """The statistic's values on n_resamples cluster resamples, nan ones left out."""
     rng = np.random.default_rng(seed)

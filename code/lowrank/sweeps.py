@@ -20,7 +20,13 @@ import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from lowrank.experiments import quick_mode
-from lowrank.randomized import compression_ratio, hmt_expected_error, range_finder
+from lowrank.model import FactorisedEvaluator
+from lowrank.randomized import (
+    compression_ratio,
+    hmt_expected_error,
+    randomized_low_rank,
+    range_finder,
+)
 
 IMAGE_BLOCK = 500  # images per block in truncation_accuracy (a 500 x 1000 block: 2 MB)
 DIGITS = 6  # significant digits kept in the data handed to the page: it stays a few KB
@@ -63,6 +69,29 @@ def truncation_accuracy(model, x, y, max_rank, svd=None):
     at a fraction of the cost (truncation_correct).
     """
     return truncation_correct(model, x, y, max_rank, svd).double().mean(1).tolist()
+
+
+@torch.no_grad()
+def accuracy_at_ranks(model, x, y, ranks):
+    """(accuracy on (x, y) of the uncompressed `model`, [its accuracy with W replaced by W_r
+    for each r in ranks]), one SVD of W sliced for every r (truncated_svd's factors)."""
+    evaluator = FactorisedEvaluator(model, x, y)
+    U, S, Vh = torch.linalg.svd(model.W.detach(), full_matrices=False)
+    return evaluator.dense()[1], [evaluator(U[:, :r] * S[:r], Vh[:r])[1] for r in ranks]
+
+
+@torch.no_grad()
+def randomized_accuracy(model, x, y, ranks, power_iters, draws, oversample=10):
+    """{q: one row per draw d, one column per r in ranks}: the accuracy on (x, y) of `model`
+    with W replaced by randomized_low_rank(W, r, oversample, q), its test matrix drawn from a
+    generator seeded d (the same Ω for every q)."""
+    evaluate, W = FactorisedEvaluator(model, x, y), model.W.detach()
+
+    def accuracy(r, q, d):
+        g = torch.Generator().manual_seed(d)
+        return evaluate(*randomized_low_rank(W, r, oversample, q, generator=g))[1]
+
+    return {q: [[accuracy(r, q, d) for r in ranks] for d in range(draws)] for q in power_iters}
 
 
 @torch.no_grad()
