@@ -87,3 +87,24 @@ def test_editing_a_verdicts_wording_recomputes_nothing(monkeypatch, tmp_path):
     assert analyses._package_hash() == before
     (package / "stats.py").write_text("X = 2\n")
     assert analyses._package_hash() != before
+
+
+def test_a_function_the_page_defines_is_keyed_by_its_source(cache):
+    calls = []
+
+    def sweep():
+        calls.append("first")
+        return 1
+
+    def edited_sweep():
+        calls.append("edited")
+        return 2
+
+    for f in (sweep, edited_sweep):
+        f.__module__ = "__main__"  # as a notebook cell defines it
+    assert analyses.page_source(sweep).lstrip().startswith("def sweep():")
+    assert analyses.cached(("model0", 0), "page", sweep) == 1
+    assert analyses.cached(("model0", 0), "page", sweep) == 1
+    assert analyses.cached(("model0", 0), "page", edited_sweep) == 2  # other text: recomputed
+    assert calls == ["first", "edited"]
+    assert analyses.page_source(np.ones) is None  # the package's code is keyed as a whole

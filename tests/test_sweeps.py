@@ -6,10 +6,17 @@ import pytest
 import torch
 
 from lowrank import FactorisedEvaluator, MnistFCNet, randomized_low_rank, truncated_svd
-from lowrank.randomized import frobenius_error, hmt_expected_error, range_finder, spectral_error
+from lowrank.randomized import (
+    frobenius_error,
+    hmt_expected_error,
+    range_finder,
+    spectral_error,
+    with_spectrum,
+)
 from lowrank.sweeps import (
     accuracy_at_ranks,
     explorer_grid,
+    passes_and_errors,
     projection_error,
     randomized_accuracy,
     range_error_draws,
@@ -204,3 +211,19 @@ def test_randomized_accuracy_recovers_an_exactly_low_rank_W_and_replays_each_dra
         g = torch.Generator().manual_seed(2)  # draw 2 at rank 2, replayed
         U, V = randomized_low_rank(model.W.detach(), 2, 4, q, generator=g)
         assert rows[2][0] == evaluate(U, V)[1]
+
+
+def test_passes_and_errors_lie_above_the_optimum_and_vanish_on_an_exactly_low_rank_A():
+    σ = 1 / torch.arange(1, 81, dtype=torch.float64)
+    A = with_spectrum(σ, 80, 80, generator=torch.Generator().manual_seed(0))
+    out = passes_and_errors(A, 5, 4, range(3), 2)
+    assert {name: [passes for passes, _ in row] for name, row in out.items()} == {
+        "subspace iteration": [2, 4, 6],
+        "block Krylov": [2, 4, 6],
+        "single pass": [1],
+    }
+    assert all(e >= σ[5] * (1 - 1e-9) for row in out.values() for _, e in row)  # Eckart–Young
+    low = with_spectrum(torch.cat([σ[:5], torch.zeros(75, dtype=torch.float64)]), 80, 80)
+    assert all(
+        e < 1e-10 for row in passes_and_errors(low, 5, 4, range(2), 1).values() for _, e in row
+    )

@@ -13,10 +13,12 @@ and replaced, never trusted.
 
 import ast
 import hashlib
+import inspect
 import io
 import json
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -46,8 +48,24 @@ def _package_hash() -> str:
 _CODE = _package_hash()  # as this process imported the package
 
 
-def analysis_key(models: Sequence[Model], label: str, params: dict) -> str:
-    """The key of an analysis: its models' cache keys, its label and parameters, the code."""
+def page_source(compute: Callable) -> str | None:
+    """The source of compute (or of the function a partial wraps) when the page's own cells
+    define it (module __main__, as in a notebook), else None: the package's code is keyed as a
+    whole, the page's function by its text."""
+    f = compute.func if isinstance(compute, partial) else compute
+    if getattr(f, "__module__", None) != "__main__":
+        return None
+    try:
+        return inspect.getsource(f)
+    except (OSError, TypeError):  # no source to read (defined by exec)
+        return None
+
+
+def analysis_key(
+    models: Sequence[Model], label: str, params: dict, source: str | None = None
+) -> str:
+    """The key of an analysis: its models' cache keys, its label and parameters, the code
+    (the package's, and `source`: that of a function the page defines)."""
     from lowrank.experiments import cache_key, config_for
 
     payload = {
@@ -55,6 +73,7 @@ def analysis_key(models: Sequence[Model], label: str, params: dict) -> str:
         "label": label,
         "params": params,
         "code": _CODE,
+        **({"source": source} if source is not None else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -112,12 +131,13 @@ def cached(models: Model | Sequence[Model], label: str, compute: Callable, **par
     """compute(), or its stored value for these models, label and params.
 
     The value must be tensors or numpy arrays, numbers, strings, None, and lists, tuples and
-    dicts of them (numpy values come back as tensors and Python numbers).
+    dicts of them (numpy values come back as tensors and Python numbers). A compute defined
+    in the page's cells is keyed by its source too (page_source): editing it recomputes.
     """
     if isinstance(models, tuple) and len(models) == 2 and isinstance(models[0], str):
         models = [models]
     models = [(str(name), int(seed)) for name, seed in models]
-    key = analysis_key(models, label, params)
+    key = analysis_key(models, label, params, page_source(compute))
     path = analysis_path(models, label, key)
     entry = _load(path, key)
     if entry is not None:

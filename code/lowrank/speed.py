@@ -2,8 +2,12 @@
 
 from lowrank.speed import layer_seconds, time_break_even
 layer_seconds(1000, 1000, rank=50, batch=64)     # median seconds of one forward pass
+
+Timings belong to a processor: the post caches them keyed by `processor()` and measures them
+again on another.
 """
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -12,6 +16,17 @@ import torch
 from torch import nn
 
 from lowrank.model import LowRankLinear
+
+
+def processor() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo's "model name"), else what the
+    platform module says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
 
 
 def median_seconds(f: Callable[[], object], repeats: int = 50, warmup: int = 3) -> float:

@@ -22,10 +22,14 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from lowrank.experiments import quick_mode
 from lowrank.model import FactorisedEvaluator
 from lowrank.randomized import (
+    block_krylov_svd,
     compression_ratio,
     hmt_expected_error,
     randomized_low_rank,
+    randomized_svd,
     range_finder,
+    single_pass_svd,
+    spectral_error,
 )
 
 IMAGE_BLOCK = 500  # images per block in truncation_accuracy (a 500 x 1000 block: 2 MB)
@@ -279,4 +283,29 @@ def range_error_draws(A, ks, ps, qs, draws, seed=0):
                 out["sigma_k1"].append(_round(σ[k]))  # σ_{k+1}: 0-based index k
                 out["sigma_l1"].append(_round(σ[k + p]))
                 out["bound"].append(_round(hmt_expected_error(σ, k, p, q)))
+    return out
+
+
+def passes_and_errors(A, rank, oversample, depths, seeds):
+    """{method: [(passes over A, median over seeds of ‖A − U_k Σ_k V_kᵀ‖₂)]} for the rank-k
+    output of subspace iteration (randomized_svd) and block Krylov iteration
+    (block_krylov_svd) at q in depths, 2q + 2 passes each, and of single_pass_svd (1 pass);
+    seed s draws the test matrices of every method."""
+
+    def median_error(svd):
+        errors = []
+        for s in range(seeds):
+            U, S, Vh = svd(torch.Generator().manual_seed(s))
+            errors.append(spectral_error(A, U * S, Vh))
+        return float(np.median(errors))
+
+    iterations = {"subspace iteration": randomized_svd, "block Krylov": block_krylov_svd}
+    out = {
+        name: [
+            (2 * q + 2, median_error(lambda g, f=f, q=q: f(A, rank, oversample, q, generator=g)))
+            for q in depths
+        ]
+        for name, f in iterations.items()
+    }
+    out["single pass"] = [(1, median_error(lambda g: single_pass_svd(A, rank, generator=g)))]
     return out
