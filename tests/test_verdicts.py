@@ -334,3 +334,10 @@ def test_power_reading_branches():
         1.26, 0.12, 8, 8
     )
     assert "cannot be estimated" in v.power_reading(0.0, 0.1, 8, 8)
+
+
+def test_grid_position_names_the_end_or_the_inside():
+    assert v.grid_position(0, 7).startswith("the weakest of its grid: validation would need")
+    assert v.grid_position(6, 7).startswith("the strongest of its grid: validation would need")
+    for i in range(1, 6):
+        assert v.grid_position(i, 7).startswith("inside its grid: the weaker and the stronger")

@@ -30,7 +30,7 @@ def grid_position(index: int, size: int) -> str:
         return "the weakest of its grid: validation would need a weaker one to turn down"
     if index == size - 1:
         return "the strongest of its grid: validation would need a stronger one to turn down"
-    return "inside its grid, where validation accuracy turns down on both sides"
+    return "inside its grid: the weaker and the stronger values on either side score no higher"
 
 
 def _factor(x: float) -> str:
