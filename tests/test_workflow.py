@@ -237,3 +237,10 @@ def test_no_expressions_inside_run_scripts(wf):
     for job in wf["jobs"].values():
         for step in job["steps"]:
             assert "${{" not in step.get("run", ""), step
+
+
+def test_render_saves_the_cache_after_rendering_so_the_analyses_are_kept(wf):
+    names = [s.get("name") or s.get("uses", "") for s in steps(wf, "render")]
+    (save,) = step_using(wf, "actions/cache/save", "render")
+    assert names.index("Render") < names.index(save["name"]) < names.index("Upload site for Pages")
+    assert names.index("Render") < names.index("Collect new models")
