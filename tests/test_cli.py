@@ -173,6 +173,10 @@ def sweep(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A process started with SIGINT ignored keeps ignoring it (Python installs its handler
+        # only over the default), as `cmd &` in a script and pytest-xdist's workers start us:
+        # the sweep gets the disposition a terminal gives it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert wait_for(lambda: len(children(parent.pid)) == 2, 60)
     workers = children(parent.pid)
