@@ -136,6 +136,25 @@ def test_cache_key_changes_with_what_changes_the_floats(quick_cache, monkeypatch
     assert cache.cache_key(config_for("model0")) != key
 
 
+def test_quick_histories_are_scored_on_the_quick_images_which_the_key_names(
+    quick_cache, counted_training, monkeypatch, mnist
+):
+    from lowrank.model import evaluate
+
+    model, history = load_or_train("model0")
+    data = experiments.scoring_data(mnist)
+    assert len(data.val_y) == len(data.test_y) == experiments.QUICK_SCORING < len(mnist.val_y)
+    assert model.W.shape == (experiments.QUICK_HIDDEN, experiments.QUICK_HIDDEN)
+    for split in ("val", "test"):
+        x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+        assert history[-1][f"{split}_acc"] == pytest.approx(evaluate(model, x, y)[1], abs=1e-12)
+    path = cache_path("model0")
+    monkeypatch.setattr(experiments, "QUICK_SCORING", 1000)
+    assert cache_path("model0") != path  # other scores: another entry
+    monkeypatch.setenv("LOWRANK_QUICK", "")  # full mode: the key of the config alone, as before
+    assert experiments.model_key(config_for("model0")) == cache.cache_key(config_for("model0"))
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "other_key"])
 def test_corrupt_entry_is_reported_and_retrained(quick_cache, counted_training, damage):
     _, history = load_or_train("model0")
@@ -193,8 +212,10 @@ def test_code_hash_covers_every_training_module_whole():
 def test_damaged_weights_fail_their_checksum_and_are_rebuilt(quick_cache, counted_training):
     model, _ = load_or_train("model0")
     path = cache_path("model0")
+    at = path.read_bytes().find(model.W.detach().numpy().tobytes()[:4096])  # W's bytes, stored raw
+    assert at > 0
     with open(path, "r+b") as f:  # the dd: 4 bytes inside a weight tensor
-        f.seek(5_000_000)
+        f.seek(at + 4000)
         f.write(b"\x7f\x7f\x7f\x7f")
     assert torch.load(path, weights_only=True)["state_dict"]["fc2.weight"].abs().max() > 1e38
     with pytest.warns(UserWarning, match=rf"{path.name} is corrupt or stale \(checksum mismatch"):
@@ -492,6 +513,7 @@ def test_a_full_disk_is_one_line_naming_the_entry_and_the_room_it_needs(
         f.write(b"half an entry")
         raise error
 
+    monkeypatch.setattr(experiments, "QUICK_HIDDEN", 1000)  # the real net's checkpoint
     monkeypatch.setattr(torch, "save", full_disk)
     monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: SimpleNamespace(free=2 * 10**5))
     path = cache_path("model0").with_suffix(".partial.pt")  # the first file written

@@ -66,10 +66,10 @@ def analysis_key(
 ) -> str:
     """The key of an analysis: its models' cache keys, its label and parameters, the code
     (the package's, and `source`: that of a function the page defines)."""
-    from lowrank.experiments import cache_key, config_for
+    from lowrank.experiments import config_for, model_key
 
     payload = {
-        "models": [[name, seed, cache_key(config_for(name, seed))] for name, seed in models],
+        "models": [[name, seed, model_key(config_for(name, seed))] for name, seed in models],
         "label": label,
         "params": params,
         "code": _CODE,

@@ -108,13 +108,16 @@ def machine() -> dict:
     }
 
 
-def cache_key(config: TrainConfig) -> str:
-    """The key of a trained model: its config, the training code, torch and the machine."""
+def cache_key(config: TrainConfig, scored: int | None = None) -> str:
+    """The key of a trained model: its config, the training code, torch and the machine; and
+    `scored`, the number of validation and test images its history is scored on, when that is
+    not all of them (quick mode)."""
     payload = {
         "config": config.to_dict(),
         "code": code_hash(),
         "torch": torch.__version__,
         **machine(),
+        **({"scored": scored} if scored is not None else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
