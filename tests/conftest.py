@@ -5,6 +5,8 @@ project; it skips where quarto is not installed unless LOWRANK_REQUIRE_RENDER=1 
 it where it installed Quarto and Chromium), and then a missing tool is a failure.
 """
 
+import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -40,6 +42,16 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("rendered site, as measured")
         for line in MEASURED:
             terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: MEASURED goes to the main one
+        session.config.workeroutput["measured"] = list(MEASURED)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    MEASURED.extend(getattr(node, "workeroutput", {}).get("measured", []))
 
 
 def pytest_configure(config):
@@ -115,10 +127,30 @@ def rendered_site(tmp_path_factory) -> Path:
     and lets two sessions render at once. The copy imports its own code/ (PYTHONPATH) and
     shares the quick-mode model cache of the work tree (entries are keyed by config and
     code, so the copy's identical code finds them; quick and full entries never mix).
+    Under pytest-xdist the first worker to ask renders and the others wait for it and read the
+    same site (or the same failure): one render per run.
     """
     quarto = quarto_executable()
     if quarto is None:
         skip_or_fail("quarto is not on PATH; .ci/run installs it and then runs the render tests")
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    with open(shared / "rendered-site.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        outcome = shared / "rendered-site.json"
+        if not outcome.exists():
+            site, failure = render(quarto, tmp_path_factory)
+            outcome.write_text(json.dumps({"site": str(site), "failure": failure}))
+        done = json.loads(outcome.read_text())
+    if done["failure"]:
+        pytest.fail(done["failure"], pytrace=False)
+    return Path(done["site"])
+
+
+def render(quarto: str, tmp_path_factory) -> tuple[Path, str | None]:
+    """`quarto render` of a copy of the project in quick mode: its _site, and why it failed
+    (None when it did not)."""
     copy = copy_project(tmp_path_factory.mktemp("project"))
     # the profile publish.yml writes, by its own step, with stand-in addresses (tests/workflow.py):
     # feed, citation URL, source links
@@ -152,10 +184,9 @@ def rendered_site(tmp_path_factory) -> Path:
     log = tmp_path_factory.getbasetemp() / "quarto-render.log"
     log.write_text(f"{done.stdout}\n{done.stderr}")
     if done.returncode != 0:
-        pytest.fail(
+        return copy / "_site", (
             f"quarto render failed (exit {done.returncode}, full log {log}):\n"
-            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
-            pytrace=False,
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
     MEASURED.append(f"quarto render in quick mode: {seconds:.1f} s (log: {log})")
-    return copy / "_site"
+    return copy / "_site", None
