@@ -286,10 +286,14 @@ def range_error_draws(A, ks, ps, qs, draws, seed=0):
     return out
 
 
+# Step 3's two iterations, each f(A, rank, oversample, q, generator) -> (U, S, Vh), 2q + 2 passes
+ITERATIONS = {"subspace iteration": randomized_svd, "block Krylov": block_krylov_svd}
+
+
 def passes_and_errors(A, rank, oversample, depths, seeds):
     """{method: [(passes over A, median over seeds of ‖A − U_k Σ_k V_kᵀ‖₂)]} for the rank-k
-    output of subspace iteration (randomized_svd) and block Krylov iteration
-    (block_krylov_svd) at q in depths, 2q + 2 passes each, and of single_pass_svd (1 pass);
+    output of the ITERATIONS, subspace iteration (randomized_svd) and block Krylov iteration
+    (block_krylov_svd), at q in depths, 2q + 2 passes each, and of single_pass_svd (1 pass);
     seed s draws the test matrices of every method."""
 
     def median_error(svd):
@@ -299,13 +303,12 @@ def passes_and_errors(A, rank, oversample, depths, seeds):
             errors.append(spectral_error(A, U * S, Vh))
         return float(np.median(errors))
 
-    iterations = {"subspace iteration": randomized_svd, "block Krylov": block_krylov_svd}
     out = {
         name: [
             (2 * q + 2, median_error(lambda g, f=f, q=q: f(A, rank, oversample, q, generator=g)))
             for q in depths
         ]
-        for name, f in iterations.items()
+        for name, f in ITERATIONS.items()
     }
     out["single pass"] = [(1, median_error(lambda g: single_pass_svd(A, rank, generator=g)))]
     return out
