@@ -120,7 +120,7 @@ def quarto_executable() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def rendered_site(tmp_path_factory) -> Path:
+def rendered_site(tmp_path_factory, quick_models) -> Path:
     """The `_site` folder of a real `quarto render` of a copy of the project, in quick mode.
 
     Rendering a copy keeps the work tree clean (Quarto writes .quarto/, _site/, *.quarto_ipynb)
@@ -133,24 +133,68 @@ def rendered_site(tmp_path_factory) -> Path:
     quarto = quarto_executable()
     if quarto is None:
         skip_or_fail("quarto is not on PATH; .ci/run installs it and then runs the render tests")
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the run's folder, above each worker's own
-    with open(shared / "rendered-site.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        outcome = shared / "rendered-site.json"
-        if not outcome.exists():
-            site, failure = render(quarto, tmp_path_factory)
-            outcome.write_text(json.dumps({"site": str(site), "failure": failure}))
-        done = json.loads(outcome.read_text())
+    done = once_per_run(
+        tmp_path_factory, "rendered-site", lambda: render(quarto, tmp_path_factory, quick_models)
+    )
     if done["failure"]:
         pytest.fail(done["failure"], pytrace=False)
     return Path(done["site"])
 
 
-def render(quarto: str, tmp_path_factory) -> tuple[Path, str | None]:
-    """`quarto render` of a copy of the project in quick mode: its _site, and why it failed
-    (None when it did not)."""
+def once_per_run(tmp_path_factory, name: str, make) -> dict:
+    """make() once per test run, however many pytest-xdist workers ask: the first runs it
+    under a lock, the others wait for it and read what it returned (a JSON object)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        outcome = shared / f"{name}.json"
+        if not outcome.exists():
+            outcome.write_text(json.dumps(make()))
+        return json.loads(outcome.read_text())
+
+
+# the quick models the post's kernels and the render share (keyed by config and code, written
+# atomically under a lock)
+QUICK_CACHE = os.environ.get("LOWRANK_CACHE") or str(ROOT / ".cache" / "lowrank")
+
+
+@pytest.fixture(scope="session")
+def quick_models(tmp_path_factory) -> str:
+    """Every quick-mode model, trained (`python -m lowrank train`) before the post runs, as
+    `make render` trains before Quarto renders: two kernels running the post at once (the
+    render and test_post.py's) would otherwise wait for each other's training and print so in
+    the page. One job: a quick model trains in a second, less than a process of its own takes
+    to start and load MNIST. Returns the cache folder."""
+
+    def train():
+        env = {**os.environ, "LOWRANK_QUICK": "1", "LOWRANK_CACHE": QUICK_CACHE}
+        jobs = "1"
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "lowrank", "train", "--jobs", jobs],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        if done.returncode != 0:
+            why = f"python -m lowrank train --jobs {jobs} in quick mode failed (exit "
+            return {"failure": f"{why}{done.returncode}):\n{done.stderr[-3000:]}"}
+        seconds = time.perf_counter() - start
+        MEASURED.append(f"quick models trained or loaded ({jobs} job): {seconds:.1f} s")
+        return {"failure": None}
+
+    done = once_per_run(tmp_path_factory, "quick-models", train)
+    if done["failure"]:
+        pytest.fail(done["failure"], pytrace=False)
+    return QUICK_CACHE
+
+
+def render(quarto: str, tmp_path_factory, cache: str) -> dict:
+    """`quarto render` of a copy of the project in quick mode, with the quick models in `cache`:
+    {"site": its _site, "failure": why it failed, or None}."""
     copy = copy_project(tmp_path_factory.mktemp("project"))
     # the profile publish.yml writes, by its own step, with stand-in addresses (tests/workflow.py):
     # feed, citation URL, source links
@@ -160,9 +204,7 @@ def render(quarto: str, tmp_path_factory) -> tuple[Path, str | None]:
     env = {
         **os.environ,
         "LOWRANK_QUICK": "1",
-        # the quick models test_post.py's kernel uses (keyed by config and code, written
-        # atomically under a lock): training all nine again would double the render's time
-        "LOWRANK_CACHE": os.environ.get("LOWRANK_CACHE") or str(ROOT / ".cache" / "lowrank"),
+        "LOWRANK_CACHE": cache,
         "QUARTO_PYTHON": sys.executable,
         "PYTHONPATH": os.pathsep.join(
             [str(copy / "code"), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -184,9 +226,10 @@ def render(quarto: str, tmp_path_factory) -> tuple[Path, str | None]:
     log = tmp_path_factory.getbasetemp() / "quarto-render.log"
     log.write_text(f"{done.stdout}\n{done.stderr}")
     if done.returncode != 0:
-        return copy / "_site", (
-            f"quarto render failed (exit {done.returncode}, full log {log}):\n"
-            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        )
+        return {
+            "site": str(copy / "_site"),
+            "failure": f"quarto render failed (exit {done.returncode}, full log {log}):\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
+        }
     MEASURED.append(f"quarto render in quick mode: {seconds:.1f} s (log: {log})")
-    return copy / "_site", None
+    return {"site": str(copy / "_site"), "failure": None}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 import qmd
-from conftest import MEASURED, ROOT
+from conftest import MEASURED, QUICK_CACHE
 from nbclient import NotebookClient
 
 
@@ -32,9 +32,8 @@ def test_notebook_runs_top_to_bottom_in_a_fresh_kernel(rendered_site, tmp_path):
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    # the quick models the render used (conftest.rendered_site): trained once per session
-    cache = os.environ.get("LOWRANK_CACHE") or str(ROOT / ".cache" / "lowrank")
-    env = {"LOWRANK_QUICK": "1", "LOWRANK_CACHE": cache}
+    # the quick models the render used (conftest.quick_models): trained once per run
+    env = {"LOWRANK_QUICK": "1", "LOWRANK_CACHE": QUICK_CACHE}
     with tempfile.TemporaryDirectory() as spec_dir:
         km = qmd._kernel_manager(Path(spec_dir))
         client = NotebookClient(

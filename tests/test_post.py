@@ -29,9 +29,10 @@ def doc():
 
 
 @pytest.fixture(scope="module")
-def run(doc):
-    """The post's cells executed in order (stops at the first failing cell)."""
-    return qmd.execute(doc.cells, cwd=POST.parent, env=QUICK_ENV)
+def run(doc, quick_models):
+    """The post's cells executed in order (stops at the first failing cell), once the quick
+    models are trained (conftest.py)."""
+    return qmd.execute(doc.cells, cwd=POST.parent, env={**QUICK_ENV, "LOWRANK_CACHE": quick_models})
 
 
 def where(cell) -> str:
@@ -235,11 +236,11 @@ def shown(cell) -> bool:
     )
 
 
-def test_shown_cells_alone_run_top_to_bottom(doc):
+def test_shown_cells_alone_run_top_to_bottom(doc, quick_models):
     """What a reader copies runs in a fresh Python: no shown cell needs a hidden one."""
     cells = [c for c in doc.cells if shown(c)]
     assert len(cells) >= 20
-    nb = qmd.execute(cells, cwd=POST.parent, env=QUICK_ENV)
+    nb = qmd.execute(cells, cwd=POST.parent, env={**QUICK_ENV, "LOWRANK_CACHE": quick_models})
     error = nb.metadata.first_error
     if error is not None:
         out = next(o for o in nb.cells[error].outputs if o.output_type == "error")
