@@ -170,20 +170,16 @@ def quick_models(tmp_path_factory) -> str:
 
     def train():
         env = {**os.environ, "LOWRANK_QUICK": "1", "LOWRANK_CACHE": QUICK_CACHE}
-        jobs = "1"
+        command = [sys.executable, "-m", "lowrank", "train", "--jobs", "1"]
         start = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "lowrank", "train", "--jobs", jobs],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1200,
-        )
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
         if done.returncode != 0:
-            why = f"python -m lowrank train --jobs {jobs} in quick mode failed (exit "
-            return {"failure": f"{why}{done.returncode}):\n{done.stderr[-3000:]}"}
+            return {
+                "failure": f"quick mode's `{' '.join(command[1:])}` failed (exit "
+                f"{done.returncode}):\n{done.stderr[-3000:]}"
+            }
         seconds = time.perf_counter() - start
-        MEASURED.append(f"quick models trained or loaded ({jobs} job): {seconds:.1f} s")
+        MEASURED.append(f"quick models trained or loaded: {seconds:.1f} s")
         return {"failure": None}
 
     done = once_per_run(tmp_path_factory, "quick-models", train)
