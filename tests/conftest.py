@@ -1,6 +1,8 @@
-"""Shared fixtures: the MNIST root, a quick-mode throw-away model cache, and the rendered site.
+"""Shared fixtures: the MNIST root, a quick-mode throw-away model cache, the quick models the
+post uses (trained once per run) and the rendered site (rendered once per run, however many
+pytest-xdist workers ask).
 
-`rendered_site` runs the real `quarto render` once per session, in quick mode, on a copy of the
+`rendered_site` runs the real `quarto render` once per run, in quick mode, on a copy of the
 project; it skips where quarto is not installed unless LOWRANK_REQUIRE_RENDER=1 (.ci/run sets
 it where it installed Quarto and Chromium), and then a missing tool is a failure.
 """
